@@ -1,0 +1,28 @@
+# Two entry points on a fresh machine:  `make demo`  and  `make test`  (each sets up .venv first).
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mpq-gym-installed
+
+.PHONY: setup demo test clean-cache
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, on its own: pip's local constraints (if any) pick the build that is on disk
+	$(PY) -m pip install --quiet "torch>=2.4" "torchvision>=0.19"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Main job on the embedded default: exact evaluation of uniform configurations of EfficientNet-Lite0
+# on the ImageNet sample (MPQ_GYM_DATA or ../shared/data).
+demo: setup
+	$(PY) -m mpq_gym.benchmarks.uniform_table --workload efficientnet_lite0 --split test
+
+test: setup
+	$(PY) -m pytest -q
+
+clean-cache:
+	rm -rf "$${MPQ_GYM_CACHE:-$$HOME/.cache/mpq_gym}"

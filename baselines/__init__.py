@@ -1,0 +1,1 @@
+"""Search baselines (uniform, random, greedy SQNR, evolutionary, ILP): coming with the environment issue."""

@@ -1,0 +1,21 @@
+"""Helpers shared by the benchmark scripts: peak memory and markdown tables."""
+from __future__ import annotations
+
+import resource
+import sys
+from typing import Sequence
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process so far, in GB."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / (1024 ** 3 if sys.platform == "darwin" else 1024 ** 2)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub-flavoured markdown table; floats get two decimals."""
+    def fmt(v: object) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

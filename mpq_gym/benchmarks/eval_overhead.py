@@ -1,0 +1,75 @@
+"""Exact-evaluation overhead: one quantized evaluation ÷ the FP32 forward of the same images.
+
+``python -m mpq_gym.benchmarks.eval_overhead --workload efficientnet_lite0 --split search``
+Both are timed side by side in this process, alternating, ``--repeats`` times; medians are compared.
+The FP32 side is the original, unwrapped model (BN not folded, no hooks); the quantized side is
+``ExactEvaluator.outputs`` (set_config + fake-quant forward). One-time work (activation calibration,
+weight quantization, both cached on disk) is reported separately, and so is the median time of a
+repeated (memoised) configuration.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+from mpq_gym.benchmarks.common import peak_rss_gb
+from mpq_gym.cli import add_workload_args, print_json, run_cli, workload_from_args
+from mpq_gym.config import FP32, parse_config, uniform_config
+from mpq_gym.evaluate.exact import ExactEvaluator
+from mpq_gym.workloads.base import SPLITS
+
+
+@torch.inference_mode()
+def _fp32_forward(model: torch.nn.Module, batches: list[torch.Tensor]) -> float:
+    start = time.perf_counter()
+    for x in batches:
+        model(x)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpq_gym.benchmarks.eval_overhead", description=__doc__)
+    add_workload_args(parser)
+    parser.add_argument("--split", default="search", choices=SPLITS)
+    parser.add_argument("--config", default="uniform:W8A8")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    workload = workload_from_args(args)
+    t0 = time.perf_counter()
+    evaluator = ExactEvaluator(workload, progress=False)
+    config = parse_config(args.config, evaluator.qmodel.layer_names)
+    evaluator.qmodel.set_config(config)  # calibration + weight quantization (cached afterwards)
+    evaluator.qmodel.set_config(uniform_config(evaluator.qmodel.layer_names, FP32))
+    setup = time.perf_counter() - t0
+    batches = [x for x, _ in workload.split(args.split).batches(workload.batch_size)]
+    fp32_times, quant_times = [], []
+    for _ in range(args.repeats):
+        fp32_times.append(_fp32_forward(workload.model.eval(), batches))
+        start = time.perf_counter()
+        evaluator.outputs(config, args.split)
+        quant_times.append(time.perf_counter() - start)
+    fp32, quant = statistics.median(fp32_times), statistics.median(quant_times)
+    evaluator.evaluate(config, args.split)  # computes once; every call below is a memo hit
+    lookups = []
+    for _ in range(200):
+        start = time.perf_counter()
+        evaluator.evaluate(config, args.split)
+        lookups.append(time.perf_counter() - start)
+    print_json({"workload": workload.name, "split": args.split, "images": len(workload.split(args.split)),
+                "config": args.config, "threads": torch.get_num_threads(),
+                "fp32_forward_s": round(fp32, 3), "quantized_eval_s": round(quant, 3),
+                "ratio": round(quant / fp32, 3), "fp32_runs_s": [round(t, 2) for t in fp32_times],
+                "quantized_runs_s": [round(t, 2) for t in quant_times],
+                "repeated_config_ms": round(statistics.median(lookups) * 1e3, 4),
+                "one_time_setup_s": round(setup, 1), "peak_rss_gb": round(peak_rss_gb(), 2),
+                "command": "python -m mpq_gym.benchmarks.eval_overhead " + " ".join(
+                    argv if argv is not None else sys.argv[1:])})
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,26 @@
+"""Errors raised by mpq-gym. Each message names what went wrong *and* the fix."""
+from __future__ import annotations
+
+
+class MpqGymError(Exception):
+    """Base class of every error mpq-gym raises on bad input."""
+
+
+class UnknownWorkloadError(MpqGymError, ValueError):
+    """A workload name that is not in the registry."""
+
+
+class MissingDataError(MpqGymError, FileNotFoundError):
+    """The data a workload needs could not be found."""
+
+
+class MissingWeightsError(MpqGymError, FileNotFoundError):
+    """Pretrained weights are absent and could not be downloaded."""
+
+
+class ConfigError(MpqGymError, ValueError):
+    """A malformed quantization configuration or an unsupported bit-width."""
+
+
+class CacheCorruptedError(MpqGymError, RuntimeError):
+    """A cache file exists but cannot be read back."""

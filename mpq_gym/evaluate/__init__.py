@@ -1,0 +1,1 @@
+"""Evaluators: exact (this package), later sensitivity and surrogate."""

@@ -1,0 +1,83 @@
+"""Exact evaluator: run the fake-quantized network on a data split, memoised by configuration hash."""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
+from mpq_gym.config import FP32, Config, config_to_json, uniform_config
+from mpq_gym.evaluate.metrics import sqnr_db
+from mpq_gym.evaluate.store import ResultStore
+from mpq_gym.quant.model import QuantizedModel
+from mpq_gym.quant.quantizers import QuantSettings
+from mpq_gym.workloads.base import Workload
+
+#: Bump when the numerics of an evaluation change, so stale memoised results are not reused.
+EVAL_FORMAT = 1
+
+
+def build_quantized_model(workload: Workload, settings: QuantSettings = QuantSettings()) -> QuantizedModel:
+    """Wrap a workload's model for fake quantization, with its calibration data and disk cache."""
+    return QuantizedModel(workload.model, workload.example_input(), workload.calibration_batches, settings,
+                          cache_key=workload.fingerprint())
+
+
+class ExactEvaluator:
+    """``evaluate(config, split)`` -> the workload's metrics plus ``sqnr_db`` against the FP32 outputs.
+
+    Results are memoised in memory and in ``store`` (default: the shared SQLite file in the cache),
+    keyed by (workload fingerprint, quantizer settings, split, configuration).
+    """
+
+    def __init__(self, workload: Workload, qmodel: QuantizedModel | None = None,
+                 store: ResultStore | None = None, progress: bool = True) -> None:
+        if workload.random_weights:
+            import warnings
+            warnings.warn(f"evaluating {workload.name} with RANDOM weights: accuracies are meaningless", stacklevel=2)
+        self.workload = workload
+        self.qmodel = qmodel or build_quantized_model(workload)
+        self.store = store if store is not None else ResultStore.default()
+        self.progress = progress
+        self.forward_passes = 0
+        self._fp32_outputs: dict[str, torch.Tensor] = {}
+
+    def _key(self, config: Config, split: str) -> str:
+        return content_hash(EVAL_FORMAT, self.workload.fingerprint(), self.qmodel.settings, split,
+                            config_to_json(config))
+
+    @torch.inference_mode()
+    def outputs(self, config: Config, split: str) -> torch.Tensor:
+        """Model outputs on ``split`` under ``config`` (always computed, never memoised)."""
+        self.qmodel.set_config(config)
+        data = self.workload.split(split)
+        self.forward_passes += 1
+        batches = data.batches(self.workload.batch_size)
+        if self.progress:
+            batches = tqdm(batches, total=-(-len(data) // self.workload.batch_size), desc=f"evaluating on {split}",
+                           leave=False)
+        return torch.cat([self.qmodel(x).float() for x, _ in batches])
+
+    def fp32_outputs(self, split: str) -> torch.Tensor:
+        """FP32 outputs on ``split`` (cached in memory and on disk)."""
+        if split not in self._fp32_outputs:
+            path = cache_dir() / "fp32_outputs" / f"{content_hash(self.workload.fingerprint(), split)}.pt"
+            if path.exists():
+                self._fp32_outputs[split] = load_cached(path)
+            else:
+                self._fp32_outputs[split] = self.outputs(uniform_config(self.qmodel.layer_names, FP32), split)
+                save_atomic(self._fp32_outputs[split], path)
+        return self._fp32_outputs[split]
+
+    def evaluate(self, config: Config, split: str = "search") -> dict[str, float]:
+        """Metrics of ``config`` on ``split``; a repeated configuration is a dictionary lookup."""
+        key = self._key(config, split)
+        cached = self.store.get(key)
+        if cached is not None:
+            return dict(cached)
+        reference = self.fp32_outputs(split)
+        is_fp32 = all(c == FP32 for c in config.values())
+        outputs = reference if is_fp32 else self.outputs(config, split)
+        result = dict(self.workload.metric(outputs, self.workload.split(split).targets, reference))
+        result["sqnr_db"] = sqnr_db(outputs, reference)
+        self.store.put(key, result)
+        return dict(result)

@@ -1,0 +1,132 @@
+"""Phase-1 sensitivity: S[group, candidate] = output SQNR (dB) with only that group quantized.
+
+Label-free (the AIMET mixed-precision paper's Omega^SQNR), on the calibration split. The network is
+cut into a chain of stages (its top-level modules, ``nn.Sequential`` containers expanded, checked
+against the real forward); the FP32 input of each stage is computed once, so a cell re-runs only the
+suffix of the network from the stage holding its group. Networks that are not such a chain (the
+check fails) fall back to one stage: correct, only slower. Rows are saved as they finish, so an
+interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
+from mpq_gym.candidates import QuantizerGroup
+from mpq_gym.config import FP32, Candidate, uniform_config
+from mpq_gym.evaluate.metrics import sqnr_db
+from mpq_gym.quant.model import QuantizedModel
+
+SENSITIVITY_FORMAT = 1
+
+
+@dataclass
+class SensitivityTable:
+    """Output SQNR in dB of each (group, candidate) with everything else FP32."""
+
+    groups: list[str]
+    candidates: list[Candidate]
+    sqnr_db: np.ndarray
+    images: int
+
+    def to_json(self) -> dict:
+        """JSON-able form (``inf`` for a lossless cell is written as a string)."""
+        rows = [[float(v) if np.isfinite(v) else "inf" for v in row] for row in self.sqnr_db]
+        return {"groups": self.groups, "candidates": [str(c) for c in self.candidates], "images": self.images,
+                "sqnr_db": rows}
+
+    def save_json(self, path: str | Path) -> None:
+        """Write :meth:`to_json` to ``path``."""
+        Path(path).write_text(json.dumps(self.to_json(), indent=1))
+
+
+def _stage_list(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    stages = []
+    for name, child in model.named_children():
+        full = f"{prefix}{name}"
+        stages += _stage_list(child, full + ".") if isinstance(child, nn.Sequential) else [(full, child)]
+    return stages
+
+
+def _run_stages(stages: Sequence[tuple[str, nn.Module]], x: torch.Tensor) -> torch.Tensor:
+    for _, module in stages:
+        if isinstance(module, nn.Linear) and x.ndim > 2:
+            x = x.flatten(1)
+        x = module(x)
+    return x
+
+
+@torch.inference_mode()
+def chain_stages(model: nn.Module, example_input: torch.Tensor) -> list[tuple[str, nn.Module]]:
+    """The model as a verified chain of (name, module) stages, or ``[("", model)]`` if it is not one."""
+    stages = _stage_list(model)
+    try:
+        reference = model(example_input)
+        if stages and torch.allclose(_run_stages(stages, example_input), reference, rtol=1e-5, atol=1e-6):
+            return stages
+    except (RuntimeError, TypeError, ValueError):
+        pass
+    return [("", model)]
+
+
+def _stage_of(layer: str, stages: Sequence[tuple[str, nn.Module]]) -> int:
+    for i, (name, _) in enumerate(stages):
+        if name == "" or layer == name or layer.startswith(name + "."):
+            return i
+    raise ValueError(f"layer {layer!r} is in no stage")
+
+
+def _batched(stages: Sequence[tuple[str, nn.Module]], x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([_run_stages(stages, x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+@torch.inference_mode()
+def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Sequence[QuantizerGroup],
+                        candidates: Sequence[Candidate], cache_key: str | None = None, batch_size: int = 32,
+                        progress: bool = True) -> SensitivityTable:
+    """Fill S[group, candidate] on ``inputs`` (calibration images); cached and resumable under ``cache_key``."""
+    path = None
+    if cache_key is not None:
+        key = content_hash(SENSITIVITY_FORMAT, cache_key, qmodel.settings, [g.layers for g in groups],
+                           [tuple(c) for c in candidates], len(inputs))
+        path = cache_dir() / "sensitivity" / f"{key}.pt"
+    state = load_cached(path) if path is not None and path.exists() else \
+        {"sqnr": np.full((len(groups), len(candidates)), np.nan), "done": [False] * len(groups)}
+    fp32 = uniform_config(qmodel.layer_names, FP32)
+    table = SensitivityTable([g.name for g in groups], list(candidates), state["sqnr"], len(inputs))
+    if all(state["done"]):
+        return table
+
+    qmodel.set_config(fp32)
+    stages = chain_stages(qmodel.model, inputs[:1])
+    reference = _batched(stages, inputs, batch_size).float()
+    start = {g.name: min(_stage_of(layer, stages) for layer in g.layers) for g in groups}
+    order = sorted(range(len(groups)), key=lambda g: start[groups[g].name])
+    bar = tqdm(total=len(groups) * len(candidates), initial=sum(state["done"]) * len(candidates),
+               desc="phase-1 sensitivity", disable=not progress)
+    current, x = 0, inputs
+    for g in order:
+        if state["done"][g]:
+            continue
+        target = start[groups[g].name]
+        qmodel.set_config(fp32)
+        x = _batched(stages[current:target], x, batch_size) if target > current else x
+        current = target
+        for c, candidate in enumerate(candidates):
+            qmodel.set_config({**fp32, **{layer: candidate for layer in groups[g].layers}})
+            state["sqnr"][g, c] = sqnr_db(_batched(stages[current:], x, batch_size).float(), reference)
+            bar.update(1)
+        state["done"][g] = True
+        if path is not None:
+            save_atomic(state, path)
+    bar.close()
+    qmodel.set_config(fp32)
+    return table

@@ -1,0 +1,80 @@
+"""Surrogate evaluator: additive-noise model over the phase-1 table, mapped to the task metric.
+
+Quantization noise of different groups is treated as independent and additive at the output:
+noise power = sum over groups of 10^(-S[g, c_g] / 10) (relative to the output signal power, which
+every cell shares), so predicted SQNR = -10 log10(sum). A monotone logistic fit, calibrated on a few
+exact evaluations, maps predicted SQNR to the task metric. Everything is vectorised over a batch of
+configurations given as candidate indices [batch, group].
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import curve_fit
+from scipy.special import expit
+
+from mpq_gym.evaluate.sensitivity import SensitivityTable
+
+
+def _logistic(x: np.ndarray, low: float, mid: float, width: float, high: float) -> np.ndarray:
+    return low + (high - low) * expit((x - mid) / width)
+
+
+@dataclass
+class MonotoneFit:
+    """metric = low + (high - low) * sigmoid((sqnr - mid) / width), increasing in SQNR (width > 0)."""
+
+    low: float
+    mid: float
+    width: float
+    high: float
+
+    def __call__(self, sqnr: np.ndarray) -> np.ndarray:
+        return _logistic(np.asarray(sqnr, dtype=np.float64), self.low, self.mid, self.width, self.high)
+
+    @classmethod
+    def fit(cls, sqnr: np.ndarray, values: np.ndarray, high: float) -> "MonotoneFit":
+        """Least-squares fit with ``high`` (the FP32 metric) fixed; needs >= 3 points."""
+        sqnr, values = np.asarray(sqnr, dtype=np.float64), np.asarray(values, dtype=np.float64)
+        if len(sqnr) < 3:
+            raise ValueError(f"the surrogate needs at least 3 exact evaluations to calibrate, got {len(sqnr)}")
+        finite = np.where(np.isfinite(sqnr), sqnr, 200.0)
+        guess = [max(min(values.min(), high), 0.0), float(np.median(finite)), 3.0]
+        lower, upper = [min(0.0, values.min()), -100.0, 0.05], [high, 200.0, 100.0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params, _ = curve_fit(lambda x, lo, m, w: _logistic(x, lo, m, w, high), finite, values,
+                                  p0=np.clip(guess, lower, upper), bounds=(lower, upper), maxfev=20000)
+        return cls(float(params[0]), float(params[1]), float(params[2]), float(high))
+
+
+class Surrogate:
+    """Predicts output SQNR (and, once fitted, the metric) of configurations from a sensitivity table."""
+
+    def __init__(self, table: SensitivityTable, fit: MonotoneFit | None = None) -> None:
+        self.table = table
+        self.noise = np.power(10.0, -np.asarray(table.sqnr_db, dtype=np.float64) / 10.0)  # [G, C]
+        self.metric_fit = fit
+        self._rows = np.arange(len(table.groups))
+
+    def predicted_sqnr(self, choices: np.ndarray) -> np.ndarray:
+        """Predicted output SQNR (dB) for candidate indices [batch, group] (or one [group] row)."""
+        choices = np.atleast_2d(np.asarray(choices, dtype=np.int64))
+        if choices.shape[1] != len(self._rows):
+            raise ValueError(f"expected {len(self._rows)} choices per configuration, got {choices.shape[1]}")
+        noise = self.noise[self._rows, choices].sum(axis=1)
+        with np.errstate(divide="ignore"):
+            return -10.0 * np.log10(noise)
+
+    def predict(self, choices: np.ndarray) -> np.ndarray:
+        """Predicted metric for candidate indices [batch, group]; requires :meth:`fit`."""
+        if self.metric_fit is None:
+            raise RuntimeError("the surrogate is not calibrated: call fit(choices, exact_values, fp32_value) first")
+        return self.metric_fit(self.predicted_sqnr(choices))
+
+    def fit(self, choices: np.ndarray, exact_values: np.ndarray, fp32_value: float) -> "Surrogate":
+        """Calibrate the SQNR -> metric map on exactly evaluated configurations."""
+        self.metric_fit = MonotoneFit.fit(self.predicted_sqnr(choices), exact_values, fp32_value)
+        return self

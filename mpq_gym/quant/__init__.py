@@ -1,0 +1,1 @@
+"""Fake-quantization core: layer discovery, BN folding, quantizers, QuantizedModel."""

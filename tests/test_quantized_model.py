@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+import mpq_gym.quant.model as qmodel_module
+from mpq_gym.config import FP32, Candidate, uniform_config
+from mpq_gym.errors import ConfigError
+from mpq_gym.evaluate.exact import build_quantized_model
+
+
+def _inputs(workload):
+    return next(workload.split("test").batches(64))[0]
+
+
+def test_fp32_config_reproduces_the_original_model(digits):
+    qm = build_quantized_model(digits)
+    x = _inputs(digits)
+    with torch.no_grad():
+        reference = digits.model(x)
+        qm.set_config(uniform_config(qm.layer_names, Candidate(4, 4)))
+        assert not torch.allclose(qm(x), reference, atol=1e-3)
+        qm.set_config(uniform_config(qm.layer_names, FP32))
+        assert torch.allclose(qm(x), reference, atol=1e-4)
+
+
+def test_set_config_never_requantizes(digits, monkeypatch):
+    qm = build_quantized_model(digits)
+    w4 = uniform_config(qm.layer_names, Candidate(4, 8))
+    qm.set_config(w4)
+    calls = []
+    real_scales = qmodel_module.weight_scales
+    monkeypatch.setattr(qmodel_module, "weight_scales", lambda *a, **k: calls.append(a) or real_scales(*a, **k))
+    monkeypatch.setattr(qm, "calibrate", lambda: calls.append("calibrate"))
+    qm.set_config(uniform_config(qm.layer_names, Candidate(8, 8)))  # new bits: scales computed once
+    calls.clear()
+    for step in range(4):
+        qm.set_config(uniform_config(qm.layer_names, Candidate(8, 8)) if step % 2 else w4)
+    assert calls == []
+
+
+def test_mixed_config_only_touches_named_layers(digits):
+    qm = build_quantized_model(digits)
+    first = qm.layer_names[0]
+    config = uniform_config(qm.layer_names, FP32) | {first: Candidate(2, 32)}
+    qm.set_config(config)
+    module = qm.model.get_submodule(first)
+    assert module.weight.unique().numel() <= 4 * module.weight.shape[0]
+    other = qm.model.get_submodule(qm.layer_names[1])
+    assert other.weight.unique().numel() > 4 * other.weight.shape[0]
+    assert qm.config == config
+
+
+def test_disk_cache_skips_calibration_in_a_new_instance(digits, monkeypatch):
+    qm = build_quantized_model(digits)
+    qm.set_config(uniform_config(qm.layer_names, Candidate(6, 6)))
+    second = build_quantized_model(digits)
+    monkeypatch.setattr(second, "calibrate", lambda: pytest.fail("recalibrated despite the disk cache"))
+    second.set_config(uniform_config(second.layer_names, Candidate(6, 6)))
+    x = _inputs(digits)
+    with torch.no_grad():
+        assert torch.equal(qm(x), second(x))
+
+
+def test_config_must_match_layers(digits):
+    qm = build_quantized_model(digits)
+    with pytest.raises(ConfigError, match="missing"):
+        qm.set_config({qm.layer_names[0]: Candidate(8, 8)})
+
+
+def test_first_config_with_calibration_equals_a_later_switch(digits, tmp_path, monkeypatch):
+    """Regression: calibration triggered inside set_config once reset already-switched weights to FP32."""
+    monkeypatch.setenv("MPQ_GYM_CACHE", str(tmp_path))
+    qm = build_quantized_model(digits)
+    w4 = uniform_config(qm.layer_names, Candidate(4, 8))
+    x = _inputs(digits)
+    with torch.no_grad():
+        qm.set_config(w4)  # calibrates now
+        first = qm(x)
+        qm.set_config(uniform_config(qm.layer_names, FP32))
+        qm.set_config(w4)
+        assert torch.equal(first, qm(x))
