@@ -76,3 +76,8 @@ def test_custom_workload_end_to_end():
 def test_custom_workload_needs_all_splits():
     with pytest.raises(ValueError, match="missing"):
         custom_workload(torch.nn.Linear(2, 2), {"test": [(torch.zeros(1, 2), torch.zeros(1))]})
+
+
+def test_random_weights_are_deterministic():
+    one, two = (get_workload("resnet18", random_weights=True) for _ in range(2))
+    assert one.model_fingerprint() == two.model_fingerprint()

@@ -19,3 +19,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def reproduce_command(module: str, argv: Sequence[str] | None) -> str:
+    """The shell command that reruns ``python -m module`` with these arguments."""
+    return " ".join(["python -m", module, *(argv if argv is not None else sys.argv[1:])])

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
 import torch
 
-from mpq_gym.benchmarks.common import peak_rss_gb
+from mpq_gym.benchmarks.common import peak_rss_gb, reproduce_command
 from mpq_gym.cli import add_workload_args, print_json, run_cli, workload_from_args
 from mpq_gym.config import FP32, parse_config, uniform_config
 from mpq_gym.evaluate.exact import ExactEvaluator
@@ -66,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 "quantized_runs_s": [round(t, 2) for t in quant_times],
                 "repeated_config_ms": round(statistics.median(lookups) * 1e3, 4),
                 "one_time_setup_s": round(setup, 1), "peak_rss_gb": round(peak_rss_gb(), 2),
-                "command": "python -m mpq_gym.benchmarks.eval_overhead " + " ".join(
-                    argv if argv is not None else sys.argv[1:])})
+                "command": reproduce_command("mpq_gym.benchmarks.eval_overhead", argv)})
     return 0
 
 

@@ -5,9 +5,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from mpq_gym.benchmarks.common import markdown_table
+from mpq_gym.benchmarks.common import markdown_table, reproduce_command
 from mpq_gym.cli import run_cli
 from mpq_gym.layers import workload_layers
 from mpq_gym.workloads import get_workload
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(["workload", "weights", "input", "quantizable layers", "depthwise", "params (model)",
                           "params in quantizable layers (BN folded)",
                           "MACs / image"], rows))
-    print("\nreproduce: python -m mpq_gym.benchmarks.structure " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print("\nreproduce: " + reproduce_command("mpq_gym.benchmarks.structure", argv))
     return 0
 
 

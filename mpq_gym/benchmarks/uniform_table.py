@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from mpq_gym.benchmarks.common import markdown_table, peak_rss_gb
+from mpq_gym.benchmarks.common import markdown_table, peak_rss_gb, reproduce_command
 from mpq_gym.cli import add_workload_args, run_cli, workload_from_args
 from mpq_gym.config import parse_config
 from mpq_gym.evaluate.exact import ExactEvaluator
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{workload.name} ({workload.weights}), split '{args.split}' ({len(workload.split(args.split))} samples)\n")
     print(markdown_table(header, rows))
     print(f"\ntotal {time.perf_counter() - start:.1f} s, peak RSS {peak_rss_gb():.2f} GB")
-    print("reproduce: python -m mpq_gym.benchmarks.uniform_table " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print("reproduce: " + reproduce_command("mpq_gym.benchmarks.uniform_table", argv))
     return 0
 
 

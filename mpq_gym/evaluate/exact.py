@@ -13,7 +13,7 @@ from mpq_gym.quant.quantizers import QuantSettings
 from mpq_gym.workloads.base import Workload
 
 #: Bump when the numerics of an evaluation change, so stale memoised results are not reused.
-EVAL_FORMAT = 1
+EVAL_FORMAT = 2
 
 
 def build_quantized_model(workload: Workload, settings: QuantSettings = QuantSettings()) -> QuantizedModel:

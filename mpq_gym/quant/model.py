@@ -19,7 +19,7 @@ from mpq_gym.quant.quantizers import (ActivationObserver, ActRange, QuantSetting
 
 log = logging.getLogger(__name__)
 QUANT_BITS = [b for b in SUPPORTED_BITS if b != FLOAT_BITS]
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 class QuantizedModel(nn.Module):

@@ -39,22 +39,32 @@ def fake_quant_weight(weight: torch.Tensor, scale: torch.Tensor, bits: int) -> t
     return torch.fake_quantize_per_channel_affine(weight, scale.float(), zero, 0, qmin, qmax)
 
 
-def weight_scales(weight: torch.Tensor, bits: int, method: str = "mse", grid: int = 91) -> torch.Tensor:
-    """Per-output-channel scales; ``mse`` searches the clipping ratio that minimises each channel's error."""
+def _channel_errors(flat: torch.Tensor, scale: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """Per-channel squared error of symmetric quantization at ``scale`` (in-place ops, no autograd mask)."""
+    y = flat / scale[:, None]
+    return y.round_().clamp_(qmin, qmax).mul_(scale[:, None]).sub_(flat).pow_(2).sum(dim=1)
+
+
+def weight_scales(weight: torch.Tensor, bits: int, method: str = "mse", coarse: int = 19, fine: int = 10) -> torch.Tensor:
+    """Per-output-channel scales; ``mse`` searches each channel's clipping ratio in [0.1, 1] for the least
+    squared error: a coarse grid (step 0.05), then a fine grid (step 0.01) around each channel's best."""
     flat = weight.detach().reshape(weight.shape[0], -1).float()
-    _, qmax = _signed_limits(bits)
+    qmin, qmax = _signed_limits(bits)
     absmax = flat.abs().amax(dim=1).clamp_min(1e-12)
     if method == "minmax":
         return absmax / qmax
-    best_scale = absmax / qmax
-    best_err = torch.full_like(absmax, float("inf"))
-    for ratio in torch.linspace(0.1, 1.0, grid).tolist():
-        scale = absmax * ratio / qmax
-        err = (fake_quant_weight(flat, scale, bits) - flat).pow(2).sum(dim=1)
-        better = err < best_err
-        best_err = torch.where(better, err, best_err)
-        best_scale = torch.where(better, scale, best_scale)
-    return best_scale
+
+    def search(ratios: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ratios [n, channels] -> (best ratio, its error) per channel."""
+        errors = torch.stack([_channel_errors(flat, absmax * r / qmax, qmin, qmax) for r in ratios])
+        best = errors.argmin(dim=0)
+        return ratios.gather(0, best[None]).squeeze(0), errors.gather(0, best[None]).squeeze(0)
+
+    channels = flat.shape[0]
+    ratio, err = search(torch.linspace(0.1, 1.0, coarse)[:, None].expand(coarse, channels))
+    offsets = torch.linspace(-0.05, 0.05, fine + 1)[:, None]
+    fine_ratio, fine_err = search((ratio[None, :] + offsets).clamp(0.05, 1.0))
+    return absmax * torch.where(fine_err < err, fine_ratio, ratio) / qmax
 
 
 @dataclass(frozen=True)

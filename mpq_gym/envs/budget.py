@@ -1,0 +1,76 @@
+"""Hardware budgets: resolving a limit, checking feasibility, and HAQ's action wall."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ENFORCEMENT_MODES = ("limit", "penalty", "mask")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Cost limit on ``metric``: ``ratio`` x cost(reference) (default W8A16, as AIMET) or ``absolute``."""
+
+    metric: str = "bops"
+    ratio: float | None = 0.5
+    absolute: float | None = None
+
+    def limit(self, reference_cost: float) -> float:
+        """The absolute limit."""
+        if self.absolute is not None:
+            return float(self.absolute)
+        if self.ratio is None or self.ratio <= 0:
+            raise ValueError(f"budget ratio must be > 0, got {self.ratio}")
+        return float(self.ratio) * reference_cost
+
+
+class BudgetTable:
+    """Per-group costs [group, candidate] of one metric, plus the fixed part, against a limit."""
+
+    def __init__(self, table: np.ndarray, fixed: float, limit: float, metric: str, reference_cost: float) -> None:
+        self.table, self.fixed, self.limit, self.metric = table, fixed, limit, metric
+        self.reference_cost = reference_cost
+        self.cheapest = table.min(axis=1)
+        #: sum of the cheapest choices of groups g+1 .. G-1, for each g
+        self.cheapest_after = np.concatenate([np.cumsum(self.cheapest[::-1])[::-1][1:], [0.0]])
+        self.min_total = float(self.cheapest.sum() + fixed)
+        self.max_total = float(table.max(axis=1).sum() + fixed)
+        #: candidates of each group ordered from most to least expensive
+        self.descending = np.argsort(-table, axis=1, kind="stable")
+
+    def check_feasible(self) -> None:
+        """Raise ``ValueError`` naming the smallest achievable cost when no configuration fits."""
+        if self.min_total > self.limit * (1 + 1e-9):
+            raise ValueError(
+                f"infeasible budget: {self.metric} limit {self.limit:.6g} "
+                f"({self.limit / self.reference_cost:.4f} x the reference) is below the smallest achievable "
+                f"{self.metric} {self.min_total:.6g} ({self.min_total / self.reference_cost:.4f} x the reference, "
+                "every group at its cheapest candidate): raise the budget or add cheaper candidates")
+
+    def total(self, choices: np.ndarray) -> float:
+        """Total cost of a complete configuration."""
+        return float(self.table[np.arange(len(choices)), choices].sum() + self.fixed)
+
+    def feasible_actions(self, step: int, spent: float) -> np.ndarray:
+        """Mask of candidates at ``step`` from which a completion within the limit exists."""
+        return spent + self.table[step] + self.cheapest_after[step] + self.fixed <= self.limit * (1 + 1e-9)
+
+    def enforce_limit(self, choices: np.ndarray) -> np.ndarray:
+        """HAQ's action wall: sweep from the last group back, moving each to its next cheaper candidate,
+        until the configuration fits (always possible once :meth:`check_feasible` passed)."""
+        choices = choices.copy()
+        while self.total(choices) > self.limit * (1 + 1e-9):
+            changed = False
+            for g in range(len(choices) - 1, -1, -1):
+                order = self.descending[g]
+                rank = int(np.where(order == choices[g])[0][0])
+                cheaper = [c for c in order[rank + 1:] if self.table[g, c] < self.table[g, choices[g]]]
+                if cheaper:
+                    choices[g] = cheaper[0]
+                    changed = True
+                    if self.total(choices) <= self.limit * (1 + 1e-9):
+                        return choices
+            if not changed:
+                break
+        return choices

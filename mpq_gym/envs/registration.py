@@ -1,0 +1,29 @@
+"""Gymnasium ids: ``MixedPrecision-<Model>-v0`` and ``MixedPrecisionContinuous-<Model>-v0``."""
+from __future__ import annotations
+
+import gymnasium as gym
+
+ENTRY_POINT = "mpq_gym.envs.env:MixedPrecisionEnv"
+#: id model name -> (workload, number of quantizable layers = steps per episode without ties)
+MODELS: dict[str, tuple[str, int]] = {
+    "ResNet18": ("resnet18", 21),
+    "ResNet50": ("resnet50", 54),
+    "MobileNetV2": ("mobilenet_v2", 53),
+    "EfficientNetLite0": ("efficientnet_lite0", 50),
+    "DigitsCNN": ("digits_cnn", 4),
+}
+
+
+def env_ids() -> list[str]:
+    """Every id this package registers."""
+    return [f"{prefix}-{model}-v0" for model in MODELS for prefix in ("MixedPrecision", "MixedPrecisionContinuous")]
+
+
+def register_envs() -> None:
+    """Register all ids (idempotent)."""
+    for model, (workload, steps) in MODELS.items():
+        for prefix, continuous in (("MixedPrecision", False), ("MixedPrecisionContinuous", True)):
+            env_id = f"{prefix}-{model}-v0"
+            if env_id not in gym.registry:
+                gym.register(id=env_id, entry_point=ENTRY_POINT, max_episode_steps=steps,
+                             kwargs={"workload": workload, "continuous": continuous})

@@ -1,0 +1,153 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import SubprocVecEnv
+
+import mpq_gym
+from mpq_gym.envs import env_ids
+from mpq_gym.workloads import SplitSizes
+
+TINY = {"workload_kwargs": {"split_sizes": SplitSizes(4, 4, 4)}, "sensitivity_images": 2, "surrogate_points": 3}
+DIGITS = "MixedPrecision-DigitsCNN-v0"
+
+
+def _make(env_id, **kwargs):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gym.make(env_id, **kwargs)
+
+
+def _kwargs(env_id):
+    if "DigitsCNN" in env_id:
+        return {}
+    if "EfficientNetLite0" in env_id:
+        return dict(TINY)  # real weights, 12 real images: mechanics only
+    return {**TINY, "random_weights": True}  # torchvision weights are not on this offline machine
+
+
+@pytest.mark.parametrize("env_id", env_ids())
+def test_check_env_passes_for_every_id(env_id):
+    """gymnasium's and SB3's checkers; ResNet/MobileNet ids use random weights as these are mechanics tests."""
+    env = _make(env_id, **_kwargs(env_id))
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped)
+    assert env.spec.max_episode_steps == env.unwrapped.n_groups
+
+
+def test_string_entry_point_and_unknown_id():
+    assert _make("mpq_gym:" + DIGITS).unwrapped.n_groups == 4
+    with pytest.raises(gym.error.Error):
+        gym.make("MixedPrecision-NoSuchNet-v0")
+
+
+def _rollout(env, actions, seed=0):
+    trace = [env.reset(seed=seed)]
+    for a in actions:
+        trace.append(env.step(a))
+    return trace
+
+
+def test_same_seed_same_actions_same_everything():
+    actions = [0, 2, 1, 2]
+    one = _rollout(_make(DIGITS, budget=0.4), actions)
+    two = _rollout(_make(DIGITS, budget=0.4), actions)
+    for a, b in zip(one, two):
+        for x, y in zip(a, b):
+            if isinstance(x, np.ndarray):
+                assert np.array_equal(x, y)
+            elif isinstance(x, dict):
+                assert {k: str(v) for k, v in x.items()} == {k: str(v) for k, v in y.items()}
+            else:
+                assert x == y
+
+
+def test_infeasible_budget_names_the_smallest_cost():
+    with pytest.raises(ValueError, match=r"smallest achievable bops .*0\.2500 x the reference"):
+        _make(DIGITS, budget=0.1)  # hardware set: cheapest is uniform W4A8 = 0.25 of W8A16
+
+
+def test_bad_actions_are_refused():
+    env = _make(DIGITS)
+    env.reset(seed=0)
+    for bad in (3, -1, 1.5):
+        with pytest.raises(ValueError, match="action must be"):
+            env.step(bad)
+    cont = _make("MixedPrecisionContinuous-DigitsCNN-v0")
+    cont.reset(seed=0)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        cont.step(np.array([1.5], dtype=np.float32))
+
+
+def test_continuous_actions_use_equal_bins():
+    env = _make("MixedPrecisionContinuous-DigitsCNN-v0").unwrapped
+    assert [env.action_to_index(np.array([v])) for v in (-1.0, -0.34, -0.33, 0.3, 0.34, 1.0)] == [0, 0, 1, 1, 2, 2]
+
+
+def test_limit_mode_pushes_over_budget_choices_into_the_budget():
+    env = _make(DIGITS, budget=0.3)
+    env.reset(seed=0)
+    for _ in range(4):
+        *_, info = env.step(2)  # W8A16 everywhere: far over 0.3
+    assert info["within_budget"] and info["budget_used"] <= 1.0
+    assert info["chosen"] == [2, 2, 2, 2] and info["choices"] != info["chosen"]
+
+
+def test_penalty_mode_charges_the_overshoot():
+    free = _make(DIGITS, budget=8.0, enforcement="penalty")
+    tight = _make(DIGITS, budget=0.5, enforcement="penalty")
+    rewards = []
+    for env in (free, tight):
+        env.reset(seed=0)
+        for _ in range(4):
+            _, reward, *_, info = env.step(2)
+        rewards.append(reward)
+    assert not info["within_budget"] and rewards[1] < rewards[0] - 5
+
+
+@settings(max_examples=25, deadline=None)
+@given(budget=st.floats(0.26, 0.9), seed=st.integers(0, 10_000))
+def test_mask_mode_never_ends_over_budget(mask_env_factory, budget, seed):
+    env = mask_env_factory(budget)
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    done = False
+    while not done:
+        mask = env.unwrapped.action_masks()
+        assert mask.any()
+        _, _, done, _, info = env.step(int(rng.choice(np.flatnonzero(mask))))
+    assert info["within_budget"]
+
+
+@pytest.fixture(scope="module")
+def mask_env_factory():
+    base = _make(DIGITS).unwrapped
+    return lambda budget: _make(DIGITS, budget=budget, enforcement="mask", problem=base.problem)
+
+
+def test_subproc_vec_env_shares_the_disk_cache():
+    # workers start fresh interpreters: the "mpq_gym:" prefix makes gymnasium import the package there
+    vec = make_vec_env("mpq_gym:" + DIGITS, n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
+    try:
+        vec.reset()
+        for _ in range(4):
+            _, rewards, dones, infos = vec.step(np.array([1, 2]))
+        assert dones.all() and all(info["within_budget"] for info in infos)
+    finally:
+        vec.close()
+
+
+def test_reward_modes_and_info():
+    for mode in ("surrogate", "exact", "hybrid"):
+        env = _make(DIGITS, reward_mode=mode)
+        env.reset(seed=0)
+        for _ in range(4):
+            _, reward, done, _, info = env.step(1)
+        assert done and info["exact"] == (mode != "surrogate")
+        assert reward == pytest.approx(0.1 * (info["quality"] - info["fp32_quality"]))
+        assert {"bops", "size_bits", "latency", "energy", "bops_ratio"} <= info["costs"].keys()
