@@ -13,6 +13,7 @@ from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
 from mpq_gym.evaluate.sensitivity import SensitivityTable, compute_sensitivity
 from mpq_gym.evaluate.surrogate import Surrogate
 from mpq_gym.quant.quantizers import QuantSettings
+from mpq_gym.quant.residual import residual_groups
 from mpq_gym.workloads.base import Workload
 
 
@@ -28,11 +29,12 @@ class Problem:
     """Mixed-precision search problem on a workload.
 
     Candidate indices refer to ``candidates`` (by convention ordered from narrowest to widest);
-    a configuration is one index per quantizer group. Exact evaluations are counted.
+    a configuration is one index per quantizer group. ``tied`` lists layers that share a choice, or is
+    ``"residual"`` to tie the layers meeting at each residual add. Exact evaluations are counted.
     """
 
     def __init__(self, workload: Workload, candidates: str | Sequence[Candidate] = "hardware",
-                 tied: Sequence[Sequence[str]] = (), settings: QuantSettings = QuantSettings(),
+                 tied: Sequence[Sequence[str]] | str = (), settings: QuantSettings = QuantSettings(),
                  lut: LookupTableCost | str | None = None, split: str = "search", sensitivity_images: int = 256,
                  surrogate_points: int = 16, seed: int = 0, progress: bool = True) -> None:
         self.workload = workload
@@ -40,6 +42,8 @@ class Problem:
         self.layers = self.evaluator.qmodel.layers
         self.layer_names = [layer.name for layer in self.layers]
         self.candidates = parse_candidates(candidates)
+        if tied == "residual":  # layers meeting at a residual add share one choice
+            tied = residual_groups(workload.model)
         self.groups: list[QuantizerGroup] = make_groups(self.layer_names, tied)
         if isinstance(lut, str):
             lut = LookupTableCost.load(lut, self.layers)

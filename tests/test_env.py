@@ -151,3 +151,41 @@ def test_reward_modes_and_info():
         assert done and info["exact"] == (mode != "surrogate")
         assert reward == pytest.approx(0.1 * (info["quality"] - info["fp32_quality"]))
         assert {"bops", "size_bits", "latency", "energy", "bops_ratio"} <= info["costs"].keys()
+
+
+def test_reward_shapings():
+    rewards = {}
+    for shaping in ("delta", "quality", "relative"):
+        env = _make(DIGITS, reward_shaping=shaping, budget=8.0)
+        env.reset(seed=0)
+        for _ in range(4):
+            _, rewards[shaping], _, _, info = env.step(0)
+    q, fp32 = info["quality"], info["fp32_quality"]
+    assert rewards["delta"] == pytest.approx(0.1 * (q - fp32))
+    assert rewards["quality"] == pytest.approx(0.1 * q)
+    assert rewards["relative"] == pytest.approx(q / fp32 - 1)
+    with pytest.raises(ValueError, match="reward_shaping"):
+        _make(DIGITS, reward_shaping="nope")
+
+
+def test_budget_on_a_hardware_lookup_table(tmp_path):
+    from mpq_gym.cost import measure_cpu_latency_lut
+    problem = _make(DIGITS).unwrapped.problem
+    path = tmp_path / "lut.npy"
+    measure_cpu_latency_lut(problem.workload.model, problem.layers, repeats=3).save(path)
+    env = _make(DIGITS, lut=str(path), budget_metric="lut", budget=2.0)
+    env.reset(seed=0)
+    for _ in range(4):
+        *_, info = env.step(1)
+    assert info["budget_metric"] == "lut" and "lut" in info["costs"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"budget_metric": "lut"}, "needs lut="),
+    ({"enforcement": "wall"}, "enforcement must be"),
+    ({"reward_mode": "oracle"}, "reward_mode must be"),
+    ({"budget": -1.0}, "ratio must be > 0"),
+])
+def test_bad_env_kwargs_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _make(DIGITS, **kwargs)

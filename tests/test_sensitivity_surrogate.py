@@ -10,6 +10,7 @@ from mpq_gym.errors import ConfigError
 from mpq_gym.evaluate.metrics import sqnr_db
 from mpq_gym.evaluate.sensitivity import chain_stages, compute_sensitivity
 from mpq_gym.problem import Problem, graded_random_choices
+from mpq_gym.layers import workload_layers
 from mpq_gym.workloads import get_workload
 
 
@@ -108,3 +109,18 @@ def test_surrogate_is_monotone_and_batched(problem):
     assert (np.diff(values) >= 0).all()
     with pytest.raises(ValueError, match="choices per configuration"):
         surrogate.predicted_sqnr(np.zeros((2, 7), dtype=int))
+
+
+def test_residual_adds_tie_their_producers():
+    from mpq_gym.quant.residual import residual_groups
+    groups = residual_groups(get_workload("resnet50", random_weights=True).model)
+    assert [len(g) for g in groups] == [4, 5, 7, 4]  # per stage: the blocks' conv3 + the downsample conv
+    assert ["layer1.0.conv3", "layer1.0.downsample.0", "layer1.1.conv3", "layer1.2.conv3"] in groups
+    assert residual_groups(get_workload("digits_cnn").model) == []
+    names = [l.name for l in workload_layers(get_workload("resnet50", random_weights=True))]
+    assert len(make_groups(names, groups)) == 38
+
+
+def test_residual_tying_in_a_problem(digits):
+    problem = Problem(digits, "hardware", tied="residual", progress=False)
+    assert len(problem.groups) == 4  # no residual adds in DigitsCNN

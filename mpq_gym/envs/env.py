@@ -14,6 +14,8 @@ from mpq_gym.problem import Problem
 from mpq_gym.workloads import Workload, get_workload
 
 REWARD_MODES = ("surrogate", "exact", "hybrid")
+#: delta: scale x (quality - FP32 quality) (HAQ); quality: scale x quality; relative: quality / FP32 - 1
+REWARD_SHAPINGS = ("delta", "quality", "relative")
 
 
 class MixedPrecisionEnv(gym.Env):
@@ -26,7 +28,8 @@ class MixedPrecisionEnv(gym.Env):
     Action: ``Discrete(n_candidates)``, or with ``continuous=True`` a Box [-1, 1] split into equal bins
     (HAQ). Candidates are ordered as given (by convention narrowest first).
     Reward: 0 until the last step, then ``reward_scale`` x (quality - FP32 quality) in metric points
-    (HAQ: 0.1 x Δtop-1), minus ``penalty_coef`` x relative overshoot in ``penalty`` mode.
+    (HAQ: 0.1 x Δtop-1; ``reward_shaping`` selects others), minus ``penalty_coef`` x relative overshoot
+    in ``penalty`` mode.
     Budget enforcement: ``limit`` (HAQ's action wall after the last action), ``penalty``, or ``mask``
     (:meth:`action_masks` allows only choices that keep a feasible completion).
     """
@@ -36,19 +39,24 @@ class MixedPrecisionEnv(gym.Env):
     def __init__(self, workload: str | Workload = "digits_cnn", candidates: str | Sequence = "hardware",
                  budget: float | None = 0.5, budget_metric: str = "bops", budget_absolute: float | None = None,
                  enforcement: str = "limit", reward_mode: str = "surrogate", reward_scale: float = 0.1,
-                 penalty_coef: float = 10.0, continuous: bool = False, tied: Sequence[Sequence[str]] = (),
+                 reward_shaping: str = "delta",
+                 penalty_coef: float = 10.0, continuous: bool = False, tied: Sequence[Sequence[str]] | str = (),
                  data_dir: str | None = None, weights: str | None = None, random_weights: bool = False,
-                 workload_kwargs: dict | None = None, sensitivity_images: int = 256, surrogate_points: int = 16,
+                 workload_kwargs: dict | None = None, lut: str | None = None, sensitivity_images: int = 256,
+                 surrogate_points: int = 16,
                  problem: Problem | None = None, render_mode: str | None = None) -> None:
         if enforcement not in ENFORCEMENT_MODES:
             raise ValueError(f"enforcement must be one of {ENFORCEMENT_MODES}, got {enforcement!r}")
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
+        if reward_shaping not in REWARD_SHAPINGS:
+            raise ValueError(f"reward_shaping must be one of {REWARD_SHAPINGS}, got {reward_shaping!r}")
+        self.reward_shaping = reward_shaping
         if problem is None:
             if isinstance(workload, str):
                 workload = get_workload(workload, data_dir=data_dir, weights=weights, random_weights=random_weights,
                                         **(workload_kwargs or {}))
-            problem = Problem(workload, candidates, tied=tied, sensitivity_images=sensitivity_images,
+            problem = Problem(workload, candidates, tied=tied, lut=lut, sensitivity_images=sensitivity_images,
                               surrogate_points=surrogate_points, progress=False)
         self.problem = problem
         self.enforcement, self.reward_mode = enforcement, reward_mode
@@ -57,15 +65,17 @@ class MixedPrecisionEnv(gym.Env):
         self.render_mode = render_mode
         self.n_groups, self.n_candidates = len(problem.groups), len(problem.candidates)
 
-        self.budget = Budget(budget_metric, budget, budget_absolute)
-        reference = problem.cost_model.cost(problem.cost_model.reference_config(), budget_metric)
-        self.costs = BudgetTable(problem.group_cost_table(budget_metric), problem.cost_model.fixed[budget_metric],
-                                 self.budget.limit(reference), budget_metric, reference)
-        self.costs.check_feasible()
-
         cost_model = problem.cost_model
+        #: metric -> (cost [group, candidate], fixed cost, cost of the reference configuration)
         self._all_costs = {m: (problem.group_cost_table(m), cost_model.fixed[m],
                                cost_model.cost(cost_model.reference_config(), m)) for m in cost_model.metrics}
+        if budget_metric not in self._all_costs:
+            raise ValueError(f"unknown budget_metric {budget_metric!r}; choose one of {cost_model.metrics} "
+                             "('lut' needs lut='table.npy')")
+        self.budget = Budget(budget_metric, budget, budget_absolute)
+        table, fixed, reference = self._all_costs[budget_metric]
+        self.costs = BudgetTable(table, fixed, self.budget.limit(reference), budget_metric, reference)
+        self.costs.check_feasible()
         self._features = group_features(problem.groups, problem.layers)
         self._sensitivity = normalised_sensitivity(problem.sensitivity.sqnr_db)
         top = self.costs.max_total / self.costs.limit
@@ -116,6 +126,14 @@ class MixedPrecisionEnv(gym.Env):
             return problem.quality(problem.config(choices)), True
         return predicted, False
 
+    def _shape(self, quality: float) -> float:
+        fp32 = self.problem.fp32_quality
+        if self.reward_shaping == "quality":
+            return self.reward_scale * quality
+        if self.reward_shaping == "relative":
+            return quality / fp32 - 1.0 if fp32 else 0.0
+        return self.reward_scale * (quality - fp32)
+
     def _costs(self, choices: np.ndarray) -> dict[str, float]:
         """Every cost metric of a complete configuration and its ratio to the reference (from tables)."""
         rows = np.arange(self.n_groups)
@@ -154,7 +172,7 @@ class MixedPrecisionEnv(gym.Env):
         quality, exact = self._quality(final)
         total = self.costs.total(final)
         overshoot = max(0.0, total / self.costs.limit - 1.0)
-        reward = self.reward_scale * (quality - self.problem.fp32_quality)
+        reward = self._shape(quality)
         if self.enforcement == "penalty":
             reward -= self.penalty_coef * overshoot
         config = self.problem.config(final)

@@ -1,6 +1,8 @@
 """Exact evaluator: run the fake-quantized network on a data split, memoised by configuration hash."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 from tqdm.auto import tqdm
 
@@ -32,7 +34,6 @@ class ExactEvaluator:
     def __init__(self, workload: Workload, qmodel: QuantizedModel | None = None,
                  store: ResultStore | None = None, progress: bool = True) -> None:
         if workload.random_weights:
-            import warnings
             warnings.warn(f"evaluating {workload.name} with RANDOM weights: accuracies are meaningless", stacklevel=2)
         self.workload = workload
         self.qmodel = qmodel or build_quantized_model(workload)
