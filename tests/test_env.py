@@ -189,3 +189,17 @@ def test_budget_on_a_hardware_lookup_table(tmp_path):
 def test_bad_env_kwargs_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         _make(DIGITS, **kwargs)
+
+
+def test_maskable_ppo_trains_on_mask_mode():
+    """sb3-contrib's MaskablePPO finds the masks through the env's action_masks()."""
+    from sb3_contrib import MaskablePPO
+    env = _make(DIGITS, enforcement="mask", budget=0.3)
+    model = MaskablePPO("MlpPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    model.learn(32)
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:
+        action, _ = model.predict(obs, action_masks=env.unwrapped.action_masks(), deterministic=True)
+        obs, _, done, _, info = env.step(action)
+    assert info["within_budget"]
