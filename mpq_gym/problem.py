@@ -113,5 +113,4 @@ class Problem:
         uniform = np.repeat(np.arange(n_cand)[:, None], n_groups, axis=1)
         extra = max(self.surrogate_points - n_cand, 0)
         rng = np.random.default_rng(self.seed)
-        return np.concatenate([uniform, graded_random_choices(rng, extra, n_groups, n_cand)])[: max(
-            self.surrogate_points, n_cand)]
+        return np.concatenate([uniform, graded_random_choices(rng, extra, n_groups, n_cand)])
