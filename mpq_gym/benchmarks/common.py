@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import resource
 import sys
+import time
 from typing import Sequence
+
+import torch
 
 
 def peak_rss_gb() -> float:
@@ -24,3 +27,12 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 def reproduce_command(module: str, argv: Sequence[str] | None) -> str:
     """The shell command that reruns ``python -m module`` with these arguments."""
     return " ".join(["python -m", module, *(argv if argv is not None else sys.argv[1:])])
+
+
+@torch.inference_mode()
+def time_forward(model: torch.nn.Module, batches: Sequence[torch.Tensor]) -> float:
+    """Seconds for one forward pass of ``model`` over ``batches``."""
+    start = time.perf_counter()
+    for x in batches:
+        model(x)
+    return time.perf_counter() - start

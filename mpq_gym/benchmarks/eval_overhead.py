@@ -15,19 +15,11 @@ import time
 
 import torch
 
-from mpq_gym.benchmarks.common import peak_rss_gb, reproduce_command
+from mpq_gym.benchmarks.common import peak_rss_gb, reproduce_command, time_forward
 from mpq_gym.cli import add_workload_args, print_json, run_cli, workload_from_args
 from mpq_gym.config import FP32, parse_config, uniform_config
 from mpq_gym.evaluate.exact import ExactEvaluator
 from mpq_gym.workloads.base import SPLITS
-
-
-@torch.inference_mode()
-def _fp32_forward(model: torch.nn.Module, batches: list[torch.Tensor]) -> float:
-    start = time.perf_counter()
-    for x in batches:
-        model(x)
-    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = [x for x, _ in workload.split(args.split).batches(workload.batch_size)]
     fp32_times, quant_times = [], []
     for _ in range(args.repeats):
-        fp32_times.append(_fp32_forward(workload.model.eval(), batches))
+        fp32_times.append(time_forward(workload.model.eval(), batches))
         start = time.perf_counter()
         evaluator.outputs(config, args.split)
         quant_times.append(time.perf_counter() - start)

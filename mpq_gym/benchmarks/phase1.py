@@ -10,9 +10,7 @@ import argparse
 import statistics
 import time
 
-import torch
-
-from mpq_gym.benchmarks.common import peak_rss_gb, reproduce_command
+from mpq_gym.benchmarks.common import peak_rss_gb, reproduce_command, time_forward
 from mpq_gym.cli import add_workload_args, print_json, run_cli, workload_from_args
 from mpq_gym.config import FP32, uniform_config
 from mpq_gym.evaluate.sensitivity import chain_stages, compute_sensitivity
@@ -36,14 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     qm.set_config(uniform_config(qm.layer_names, FP32))
     setup = time.perf_counter() - start
 
-    fp32_times = []
-    with torch.inference_mode():
-        for _ in range(3):
-            start = time.perf_counter()
-            for i in range(0, len(inputs), workload.batch_size):
-                workload.model(inputs[i:i + workload.batch_size])
-            fp32_times.append(time.perf_counter() - start)
-    fp32 = statistics.median(fp32_times)
+    batches = list(inputs.split(workload.batch_size))
+    fp32 = statistics.median(time_forward(workload.model.eval(), batches) for _ in range(3))
 
     start = time.perf_counter()
     table = compute_sensitivity(qm, inputs, problem.groups, problem.candidates, cache_key=None,

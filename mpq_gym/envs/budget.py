@@ -36,12 +36,12 @@ class BudgetTable:
         self.cheapest_after = np.concatenate([np.cumsum(self.cheapest[::-1])[::-1][1:], [0.0]])
         self.min_total = float(self.cheapest.sum() + fixed)
         self.max_total = float(table.max(axis=1).sum() + fixed)
-        #: candidates of each group ordered from most to least expensive
-        self.descending = np.argsort(-table, axis=1, kind="stable")
+        #: the limit with a relative tolerance for floating-point sums
+        self.ceiling = limit * (1 + 1e-9)
 
     def check_feasible(self) -> None:
         """Raise ``ValueError`` naming the smallest achievable cost when no configuration fits."""
-        if self.min_total > self.limit * (1 + 1e-9):
+        if self.min_total > self.ceiling:
             raise ValueError(
                 f"infeasible budget: {self.metric} limit {self.limit:.6g} "
                 f"({self.limit / self.reference_cost:.4f} x the reference) is below the smallest achievable "
@@ -54,22 +54,21 @@ class BudgetTable:
 
     def feasible_actions(self, step: int, spent: float) -> np.ndarray:
         """Mask of candidates at ``step`` from which a completion within the limit exists."""
-        return spent + self.table[step] + self.cheapest_after[step] + self.fixed <= self.limit * (1 + 1e-9)
+        return spent + self.table[step] + self.cheapest_after[step] + self.fixed <= self.ceiling
 
     def enforce_limit(self, choices: np.ndarray) -> np.ndarray:
         """HAQ's action wall: sweep from the last group back, moving each to its next cheaper candidate,
         until the configuration fits (always possible once :meth:`check_feasible` passed)."""
         choices = choices.copy()
-        while self.total(choices) > self.limit * (1 + 1e-9):
+        while self.total(choices) > self.ceiling:
             changed = False
             for g in range(len(choices) - 1, -1, -1):
-                order = self.descending[g]
-                rank = int(np.where(order == choices[g])[0][0])
-                cheaper = [c for c in order[rank + 1:] if self.table[g, c] < self.table[g, choices[g]]]
-                if cheaper:
-                    choices[g] = cheaper[0]
+                row = self.table[g]
+                cheaper = row < row[choices[g]]
+                if cheaper.any():  # the most expensive of the cheaper candidates (first on ties)
+                    choices[g] = int(np.argmax(np.where(cheaper, row, -np.inf)))
                     changed = True
-                    if self.total(choices) <= self.limit * (1 + 1e-9):
+                    if self.total(choices) <= self.ceiling:
                         return choices
             if not changed:
                 break

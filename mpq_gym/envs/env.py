@@ -170,13 +170,13 @@ class MixedPrecisionEnv(gym.Env):
         chosen = self._choices.copy()
         final = self.costs.enforce_limit(chosen) if self.enforcement == "limit" else chosen
         quality, exact = self._quality(final)
-        total = self.costs.total(final)
+        costs = self._costs(final)
+        total = costs[self.costs.metric]
         overshoot = max(0.0, total / self.costs.limit - 1.0)
         reward = self._shape(quality)
         if self.enforcement == "penalty":
             reward -= self.penalty_coef * overshoot
         config = self.problem.config(final)
-        costs = self._costs(final)
         info = {"config": config_to_json(config), "choices": final.tolist(), "chosen": chosen.tolist(),
                 "quality": quality, "exact": exact, "fp32_quality": self.problem.fp32_quality,
                 "costs": costs, "budget_metric": self.costs.metric, "budget_limit": self.costs.limit,

@@ -1,6 +1,7 @@
 """Workload: an FP32 model, its data splits and its metric, behind one small interface."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
 
@@ -12,6 +13,15 @@ from mpq_gym.cache import content_hash
 SPLITS = ("calibration", "search", "test")
 ALL_SPLITS = "all"
 RANDOM_WEIGHTS = "RANDOM (random_weights=True: structure and cost only, accuracy is meaningless)"
+
+@contextlib.contextmanager
+def seeded_init(seed: int = 0) -> Iterator[None]:
+    """Build networks under a fixed seed (random_weights=True is the same network every time),
+    leaving the global RNG as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
 
 #: metric(outputs, targets, fp32_outputs) -> {name: value}; outputs are the model's, concatenated.
 Metric = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, float]]

@@ -13,7 +13,7 @@ from torch import nn
 
 from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
 from mpq_gym.evaluate.metrics import classification_metrics
-from mpq_gym.workloads.base import RANDOM_WEIGHTS, Split, Workload
+from mpq_gym.workloads.base import RANDOM_WEIGHTS, Split, Workload, seeded_init
 
 TRAIN_RECIPE = {"epochs": 40, "lr": 3e-3, "batch": 64, "seed": 0, "test": 400, "search": 300, "calibration": 256,
                 "arch": "digits_cnn_v1"}
@@ -76,8 +76,7 @@ def digits_workload(random_weights: bool = False, weights: str | None = None, ba
     """The DigitsCNN workload; trained weights are cached under the recipe's hash.
 
     ``data_dir`` is accepted for a uniform interface and unused: the digits ship with scikit-learn."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
+    with seeded_init():
         model = DigitsCNN()
     if random_weights:
         source = RANDOM_WEIGHTS

