@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mpq_gym.problem import Problem
 
 ENFORCEMENT_MODES = ("limit", "penalty", "mask")
 
@@ -73,3 +77,14 @@ class BudgetTable:
             if not changed:
                 break
         return choices
+
+
+def budget_table(problem: "Problem", budget: Budget) -> BudgetTable:
+    """The :class:`BudgetTable` of ``budget`` on ``problem``'s groups and candidates."""
+    cost_model = problem.cost_model
+    if budget.metric not in cost_model.metrics:
+        raise ValueError(f"unknown budget metric {budget.metric!r}; choose one of {cost_model.metrics} "
+                         "('lut' needs lut='table.npy')")
+    reference = cost_model.cost(cost_model.reference_config(), budget.metric)
+    return BudgetTable(problem.group_cost_table(budget.metric), cost_model.fixed[budget.metric],
+                       budget.limit(reference), budget.metric, reference)

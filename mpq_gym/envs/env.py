@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium import spaces
 
 from mpq_gym.config import config_to_json
-from mpq_gym.envs.budget import ENFORCEMENT_MODES, Budget, BudgetTable
+from mpq_gym.envs.budget import ENFORCEMENT_MODES, Budget, budget_table
 from mpq_gym.envs.features import STATIC_FEATURES, group_features, normalised_sensitivity
 from mpq_gym.problem import Problem
 from mpq_gym.workloads import Workload, get_workload
@@ -43,7 +43,7 @@ class MixedPrecisionEnv(gym.Env):
                  penalty_coef: float = 10.0, continuous: bool = False, tied: Sequence[Sequence[str]] | str = (),
                  data_dir: str | None = None, weights: str | None = None, random_weights: bool = False,
                  workload_kwargs: dict | None = None, lut: str | None = None, sensitivity_images: int = 256,
-                 surrogate_points: int = 16,
+                 surrogate_points: int = 16, progress: bool = False,
                  problem: Problem | None = None, render_mode: str | None = None) -> None:
         if enforcement not in ENFORCEMENT_MODES:
             raise ValueError(f"enforcement must be one of {ENFORCEMENT_MODES}, got {enforcement!r}")
@@ -57,7 +57,7 @@ class MixedPrecisionEnv(gym.Env):
                 workload = get_workload(workload, data_dir=data_dir, weights=weights, random_weights=random_weights,
                                         **(workload_kwargs or {}))
             problem = Problem(workload, candidates, tied=tied, lut=lut, sensitivity_images=sensitivity_images,
-                              surrogate_points=surrogate_points, progress=False)
+                              surrogate_points=surrogate_points, progress=progress)
         self.problem = problem
         self.enforcement, self.reward_mode = enforcement, reward_mode
         self.reward_scale, self.penalty_coef = reward_scale, penalty_coef
@@ -69,12 +69,8 @@ class MixedPrecisionEnv(gym.Env):
         #: metric -> (cost [group, candidate], fixed cost, cost of the reference configuration)
         self._all_costs = {m: (problem.group_cost_table(m), cost_model.fixed[m],
                                cost_model.cost(cost_model.reference_config(), m)) for m in cost_model.metrics}
-        if budget_metric not in self._all_costs:
-            raise ValueError(f"unknown budget_metric {budget_metric!r}; choose one of {cost_model.metrics} "
-                             "('lut' needs lut='table.npy')")
         self.budget = Budget(budget_metric, budget, budget_absolute)
-        table, fixed, reference = self._all_costs[budget_metric]
-        self.costs = BudgetTable(table, fixed, self.budget.limit(reference), budget_metric, reference)
+        self.costs = budget_table(problem, self.budget)
         self.costs.check_feasible()
         self._features = group_features(problem.groups, problem.layers)
         self._sensitivity = normalised_sensitivity(problem.sensitivity.sqnr_db)

@@ -1,0 +1,41 @@
+"""``python -m mpq_gym.bench``: compare policies on one env across budgets and seeds."""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from mpq_gym.bench.policies import BUILTIN
+from mpq_gym.bench.report import write_report
+from mpq_gym.bench.runner import BenchSpec, parse_env_kwargs, run_benchmark
+from mpq_gym.cli import run_cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpq_gym.bench", description=__doc__)
+    parser.add_argument("--env", required=True, help="env id, e.g. MixedPrecision-EfficientNetLite0-v0")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V",
+                        help="env keyword arguments, e.g. candidates=expanded sensitivity_images=64")
+    parser.add_argument("--policies", default="uniform,greedy,ilp,evolution,random",
+                        help=f"comma-separated; built-in: {','.join(BUILTIN)}; or package.module:function")
+    parser.add_argument("--plugin", action="append", default=[], help="module to import first (registers policies)")
+    parser.add_argument("--budgets", default="0.25,0.375,0.5", help="budget ratios of the reference (W8A16) cost")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for stochastic policies")
+    parser.add_argument("--max-evaluations", type=int, default=None, help="exact evaluations allowed per search")
+    parser.add_argument("--report-split", default="test", help="held-out split the table reports")
+    parser.add_argument("--out", required=True, help="results folder (reruns resume in it)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    for module in args.plugin:
+        importlib.import_module(module)
+    spec = BenchSpec(args.env, parse_env_kwargs(args.env_kwargs), [p for p in args.policies.split(",") if p],
+                     [float(b) for b in args.budgets.split(",") if b], args.seeds, args.max_evaluations,
+                     args.report_split)
+    results = run_benchmark(spec, args.out, progress=not args.quiet)
+    paths = write_report(results)
+    print(paths["table"].read_text())
+    print(f"results: {results}\nplot: {paths['plot']}\nsummary: {paths['summary']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,151 @@
+"""Run policies x budgets x seeds on one env's problem and append every result to ``results.csv``.
+
+Each (budget, policy, seed) cell gets a fresh :class:`~mpq_gym.search.SearchContext`; its chosen
+configuration is scored exactly on the search split (counted) and on the held-out ``report_split``
+(not counted: reporting only). Rows are written as each cell finishes, and a rerun with the same
+``out`` skips finished cells, so an interrupted benchmark resumes where it stopped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+import mpq_gym  # noqa: F401  (registers the env ids)
+from mpq_gym.bench.policies import get_policy
+from mpq_gym.config import FP32, config_to_json
+from mpq_gym.envs.budget import Budget
+from mpq_gym.errors import ConfigError
+from mpq_gym.problem import Problem
+from mpq_gym.search import SearchContext
+
+COST_COLUMNS = ("size_bits", "bops", "latency", "energy")
+COLUMNS = ("env", "policy", "seed", "budget", "budget_metric", "candidates", "quality", "search_quality",
+           "fp32_quality", "report_split", *COST_COLUMNS, *(f"{c}_ratio" for c in COST_COLUMNS),
+           "within_budget", "exact_evaluations", "surrogate_evaluations", "wall_s", "choices", "config")
+
+
+@dataclass
+class BenchSpec:
+    """What to benchmark (stored as ``bench.json`` beside the results, and used by ``validate``)."""
+
+    env_id: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    policies: list[str] = field(default_factory=lambda: ["uniform", "greedy", "ilp", "evolution", "random"])
+    budgets: list[float] = field(default_factory=lambda: [0.25, 0.375, 0.5])
+    seeds: int = 5
+    max_evaluations: int | None = None
+    report_split: str = "test"
+
+    def save(self, out: Path) -> None:
+        """Write ``bench.json``; refuse to mix with a different spec already in ``out``."""
+        path = out / "bench.json"
+        mine = asdict(self)
+        if path.exists():
+            old = json.loads(path.read_text())
+            same = {k: old.get(k) for k in ("env_id", "env_kwargs", "report_split", "max_evaluations")}
+            if same != {k: mine[k] for k in same}:
+                raise ConfigError(f"{out} holds a benchmark of a different problem ({same}); use a new --out")
+            mine["policies"] = sorted(set(old["policies"]) | set(self.policies))
+            mine["budgets"] = sorted(set(old["budgets"]) | set(self.budgets))
+            mine["seeds"] = max(old["seeds"], self.seeds)
+        path.write_text(json.dumps(mine, indent=2))
+
+    @classmethod
+    def load(cls, out: Path) -> "BenchSpec":
+        """Read ``bench.json`` from a results folder."""
+        path = Path(out) / "bench.json"
+        if not path.exists():
+            raise ConfigError(f"{path} is missing: is {out} a folder written by `python -m mpq_gym.bench`?")
+        return cls(**json.loads(path.read_text()))
+
+
+def make_problem(env_id: str, env_kwargs: dict[str, Any], progress: bool = True) -> tuple[Problem, str]:
+    """The env's problem (its phase-1 table computed) and its budget metric."""
+    try:
+        env = gym.make(env_id, progress=progress, **env_kwargs).unwrapped
+    except gym.error.Error as exc:
+        raise ConfigError(f"{exc}; registered ids: {sorted(i for i in gym.registry if 'MixedPrecision' in i)}") from exc
+    return env.problem, env.budget.metric
+
+
+def read_results(path: Path) -> list[dict[str, str]]:
+    """Rows of a results.csv (empty when absent)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def run_cell(problem: Problem, budget: Budget, policy_name: str, seed: int, max_evaluations: int | None,
+             report_split: str) -> dict[str, Any]:
+    """One search and its scores, as a results row (without the env column)."""
+    policy = get_policy(policy_name)
+    ctx = SearchContext(problem, budget, max_evaluations)
+    start = time.perf_counter()
+    choices = np.asarray(policy.search(ctx, seed), dtype=np.int64)
+    if choices.shape != (ctx.n_groups,):
+        raise ValueError(f"policy {policy_name!r} returned shape {choices.shape}; expected ({ctx.n_groups},)")
+    search_quality = ctx.quality(choices) if (tuple(choices) in ctx.evaluated or ctx.remaining > 0) else float("nan")
+    wall = time.perf_counter() - start
+    config = problem.config(choices)
+    costs = problem.cost_model.costs(config)
+    return {
+        "policy": policy_name, "seed": seed, "budget": budget.ratio, "budget_metric": budget.metric,
+        "candidates": ",".join(map(str, problem.candidates)),
+        "quality": problem.quality(config, report_split), "search_quality": search_quality,
+        "fp32_quality": problem.quality(problem.uniform(FP32), report_split),
+        "report_split": report_split, **{c: costs[c] for c in COST_COLUMNS},
+        **{f"{c}_ratio": costs[f"{c}_ratio"] for c in COST_COLUMNS}, "within_budget": ctx.fits(choices),
+        "exact_evaluations": ctx.evaluations, "surrogate_evaluations": ctx.surrogate_evaluations, "wall_s": wall,
+        "choices": " ".join(map(str, choices.tolist())), "config": json.dumps(config_to_json(config)),
+    }
+
+
+def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True) -> Path:
+    """Run every unfinished cell of ``spec``; returns the path of ``results.csv``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec.save(out)
+    for name in spec.policies:
+        get_policy(name)  # fail on a bad name before hours of work
+    results = out / "results.csv"
+    done = {(r["policy"], int(r["seed"]), float(r["budget"])) for r in read_results(results)}
+    problem, metric = make_problem(spec.env_id, spec.env_kwargs, progress)
+    cells = [(b, p, s) for b in spec.budgets for p in spec.policies
+             for s in (range(spec.seeds) if get_policy(p).stochastic else [0])]
+    todo = [c for c in cells if (c[1], c[2], float(c[0])) not in done]
+    for budget, name, seed in tqdm(todo, desc="benchmark cells", disable=not progress or not todo):
+        row = run_cell(problem, Budget(metric, budget), name, seed, spec.max_evaluations, spec.report_split)
+        _append(results, {"env": spec.env_id, **row})
+    return results
+
+
+def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
+    """``k=v`` pairs; values parsed as JSON when they parse, else kept as strings."""
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"env kwarg {pair!r} is not key=value")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    return kwargs

@@ -1,0 +1,135 @@
+"""What every search policy sees: a :class:`SearchContext` (problem, budget, counted exact oracle).
+
+A policy is any callable ``search(ctx, seed) -> choices`` returning one candidate index per quantizer
+group within ``ctx``'s budget. Baselines (``baselines/``), trained agents (``agents/``) and user
+policies plug into the benchmark harness (:mod:`mpq_gym.bench`) through this one interface.
+"""
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from typing import Callable, Sequence
+
+import numpy as np
+
+from mpq_gym.envs.budget import Budget, BudgetTable, budget_table
+from mpq_gym.errors import MpqGymError
+from mpq_gym.evaluate.sensitivity import SensitivityTable
+from mpq_gym.evaluate.surrogate import Surrogate
+from mpq_gym.problem import Problem
+
+
+class EvaluationBudgetExhausted(MpqGymError):
+    """A policy asked for more exact evaluations than its budget allows."""
+
+
+class SearchContext:
+    """One search: ``problem`` under ``budget``, with at most ``max_evaluations`` distinct exact evaluations.
+
+    Exact quality is measured on ``split`` (default the problem's search split). Every distinct
+    configuration a policy evaluates counts once, whether or not a cache already held its result, so
+    counts compare across runs. Using :attr:`surrogate` charges its calibration evaluations separately
+    (:attr:`surrogate_evaluations`), since several policies in one benchmark share one surrogate.
+    """
+
+    def __init__(self, problem: Problem, budget: Budget, max_evaluations: int | None = None,
+                 split: str | None = None) -> None:
+        self.problem = problem
+        self.budget = budget
+        self.costs: BudgetTable = budget_table(problem, budget)
+        self.costs.check_feasible()
+        self.max_evaluations = max_evaluations
+        self.split = split or problem.split
+        self.evaluated: dict[tuple[int, ...], float] = {}
+        self.surrogate_evaluations = 0
+
+    # -------------------------------------------------------------- the problem
+    @property
+    def n_groups(self) -> int:
+        """Quantizer groups (one choice each)."""
+        return len(self.problem.groups)
+
+    @property
+    def n_candidates(self) -> int:
+        """Candidates per group."""
+        return len(self.problem.candidates)
+
+    @property
+    def sensitivity(self) -> SensitivityTable:
+        """The phase-1 table S[group, candidate] (output SQNR in dB; costs no exact evaluations)."""
+        return self.problem.sensitivity
+
+    @cached_property
+    def surrogate(self) -> Surrogate:
+        """The calibrated surrogate; charges its calibration points to :attr:`surrogate_evaluations`."""
+        surrogate = self.problem.surrogate
+        self.surrogate_evaluations = len(self.problem.surrogate_calibration_choices())
+        return surrogate
+
+    # -------------------------------------------------------------------- costs
+    def total_cost(self, choices: Sequence[int]) -> float:
+        """Cost of a configuration on the budget's metric."""
+        return self.costs.total(np.asarray(choices, dtype=np.int64))
+
+    def fits(self, choices: Sequence[int]) -> bool:
+        """Whether a configuration is within the budget."""
+        return self.total_cost(choices) <= self.costs.ceiling
+
+    def random_feasible(self, rng: np.random.Generator) -> np.ndarray:
+        """A random configuration within the budget: groups visited in random order, each taking a uniformly
+        random candidate among those that still leave a feasible completion."""
+        table, ceiling = self.costs.table, self.costs.ceiling
+        choices = np.empty(self.n_groups, dtype=np.int64)
+        spent = self.costs.fixed
+        rest = float(self.costs.cheapest.sum())
+        for g in rng.permutation(self.n_groups):
+            rest -= self.costs.cheapest[g]
+            allowed = np.flatnonzero(spent + table[g] + rest <= ceiling)
+            choices[g] = rng.choice(allowed)
+            spent += table[g, choices[g]]
+        return choices
+
+    def repair(self, choices: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+        """Bring a configuration within the budget by moving random groups to their next cheaper candidate."""
+        choices = np.array(choices, dtype=np.int64)
+        table = self.costs.table
+        while self.total_cost(choices) > self.costs.ceiling:
+            current = table[np.arange(self.n_groups), choices]
+            cheaper = table < current[:, None]
+            movable = np.flatnonzero(cheaper.any(axis=1))
+            g = rng.choice(movable)
+            choices[g] = int(np.argmax(np.where(cheaper[g], table[g], -np.inf)))
+        return choices
+
+    # ------------------------------------------------------------------ quality
+    @property
+    def evaluations(self) -> int:
+        """Distinct configurations evaluated exactly so far."""
+        return len(self.evaluated)
+
+    @property
+    def remaining(self) -> float:
+        """Exact evaluations left (``inf`` when unlimited)."""
+        return math.inf if self.max_evaluations is None else self.max_evaluations - self.evaluations
+
+    def quality(self, choices: Sequence[int]) -> float:
+        """Exact quality of a configuration (counted once per distinct configuration)."""
+        key = tuple(int(c) for c in choices)
+        if key not in self.evaluated:
+            if self.remaining <= 0:
+                raise EvaluationBudgetExhausted(
+                    f"exact-evaluation budget of {self.max_evaluations} is spent; check ctx.remaining before "
+                    "evaluating, or raise max_evaluations")
+            self.evaluated[key] = self.problem.quality(self.problem.config(key), self.split)
+        return self.evaluated[key]
+
+    def best_evaluated(self) -> np.ndarray:
+        """The best exactly evaluated configuration within the budget."""
+        feasible = [(q, k) for k, q in self.evaluated.items() if self.fits(k)]
+        if not feasible:
+            raise RuntimeError("no configuration within the budget has been evaluated yet")
+        return np.array(max(feasible)[1], dtype=np.int64)
+
+
+#: a search policy: (context, seed) -> one candidate index per group, within the budget
+SearchFunction = Callable[[SearchContext, int], np.ndarray]

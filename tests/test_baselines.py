@@ -1,0 +1,134 @@
+"""Baselines on DigitsCNN: budgets respected, counts honest, optimality and search logic checked."""
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baselines import (evolutionary_search, flip_path, greedy_sqnr_search, ilp_search, random_search,
+                       solve_assignment_ilp, uniform_search)
+from baselines.greedy_sqnr import last_passing
+from mpq_gym.envs.budget import Budget
+from mpq_gym.problem import Problem
+from mpq_gym.search import EvaluationBudgetExhausted, SearchContext
+
+CANDIDATES = "W2A8,W3A8,W4A8,W8A8"  # 2- and 3-bit weights hurt DigitsCNN measurably
+ALL = [uniform_search, random_search, greedy_sqnr_search, evolutionary_search, ilp_search]
+
+
+@pytest.fixture(scope="module")
+def problem(digits):
+    return Problem(digits, CANDIDATES, progress=False)
+
+
+@pytest.mark.parametrize("search", ALL, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("ratio", [0.14, 0.3])
+def test_every_baseline_returns_a_configuration_within_budget(problem, search, ratio):
+    ctx = SearchContext(problem, Budget("bops", ratio))
+    choices = search(ctx, 0)
+    assert choices.shape == (len(problem.groups),)
+    assert ctx.fits(choices)
+    assert ctx.total_cost(choices) <= ctx.costs.limit * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("search", [random_search, evolutionary_search], ids=lambda f: f.__name__)
+def test_stochastic_baselines_are_deterministic_per_seed(problem, search):
+    def run(seed):
+        return search(SearchContext(problem, Budget("bops", 0.2)), seed)
+    assert np.array_equal(run(3), run(3))
+
+
+def test_ilp_is_optimal_by_brute_force(problem):
+    ctx = SearchContext(problem, Budget("bops", 0.2))
+    noise = np.power(10.0, -ctx.sensitivity.sqnr_db / 10.0)
+    rows = np.arange(ctx.n_groups)
+    best = min((c for c in itertools.product(range(ctx.n_candidates), repeat=ctx.n_groups) if ctx.fits(c)),
+               key=lambda c: noise[rows, list(c)].sum())
+    choices = ilp_search(ctx, 0)
+    assert noise[rows, choices].sum() == pytest.approx(noise[rows, list(best)].sum(), rel=1e-9)
+    assert ctx.evaluations == 0  # the ILP uses only the phase-1 table
+
+
+def test_ilp_rejects_an_impossible_capacity():
+    with pytest.raises(ValueError, match="no configuration"):
+        solve_assignment_ilp(np.ones((2, 2)), np.ones((2, 2)), 1.0)
+
+
+def test_greedy_path_starts_widest_and_only_gets_cheaper(problem):
+    ctx = SearchContext(problem, Budget("bops", 0.5))
+    path = flip_path(ctx.sensitivity.sqnr_db, ctx.costs.table)
+    costs = [ctx.total_cost(p) for p in path]
+    assert np.array_equal(path[0], ctx.costs.table.argmax(axis=1))
+    assert all(b < a for a, b in zip(costs, costs[1:]))
+    assert costs[-1] == pytest.approx(ctx.costs.min_total)
+
+
+def test_greedy_budget_mode_picks_the_first_fitting_point_without_evaluating(problem):
+    ctx = SearchContext(problem, Budget("bops", 0.3))
+    path = flip_path(ctx.sensitivity.sqnr_db, ctx.costs.table)
+    choices = greedy_sqnr_search(ctx)
+    k = next(i for i, p in enumerate(path) if ctx.fits(p))
+    assert np.array_equal(choices, path[k]) and ctx.evaluations == 0
+
+
+@pytest.mark.parametrize("method", ["sequential", "binary", "binary+interpolation"])
+def test_greedy_accuracy_target_methods_agree(problem, method):
+    ctx = SearchContext(problem, Budget("bops", 1.0))
+    target = problem.fp32_quality - 5.0
+    choices = greedy_sqnr_search(ctx, accuracy_target=target, method=method)
+    assert ctx.quality(choices) >= target
+    path = flip_path(ctx.sensitivity.sqnr_db, ctx.costs.table)
+    index = next(i for i, p in enumerate(path) if np.array_equal(p, choices))
+    if index + 1 < len(path):  # the next point fails (the path is monotone here)
+        assert ctx.quality(path[index + 1]) < target
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 60), cut=st.integers(-1, 59), method=st.sampled_from(["sequential", "binary",
+                                                                             "binary+interpolation"]))
+def test_last_passing_finds_the_crossing(n, cut, method):
+    cut = min(cut, n - 1)
+    probes = []
+    values = np.linspace(100, 0, n)
+    target = values[cut] if cut >= 0 else 101.0
+
+    def passes(k):
+        probes.append(k)
+        return k <= cut
+
+    assert last_passing(n, passes, lambda k: values[k], method, target) == cut
+    if method != "sequential":
+        assert len(set(probes)) <= 2 * int(np.ceil(np.log2(n + 1))) + 2
+
+
+def test_evaluation_budget_is_enforced_and_counts_distinct_configurations(problem):
+    ctx = SearchContext(problem, Budget("bops", 0.5), max_evaluations=3)
+    assert random_search(ctx, 0, samples=50) is not None
+    assert ctx.evaluations == 3
+    ctx.quality(next(iter(ctx.evaluated)))  # a repeat costs nothing
+    fresh = next(c for c in itertools.product(range(ctx.n_candidates), repeat=ctx.n_groups) if c not in ctx.evaluated)
+    with pytest.raises(EvaluationBudgetExhausted, match="max_evaluations"):
+        ctx.quality(fresh)
+
+
+def test_surrogate_use_is_charged(problem):
+    ctx = SearchContext(problem, Budget("bops", 0.3))
+    evolutionary_search(ctx, 0, population=8, generations=2, top_k=2)
+    assert ctx.surrogate_evaluations == problem.surrogate_points
+    assert 1 <= ctx.evaluations <= 2
+
+
+def test_mixed_precision_is_not_worse_than_uniform_at_equal_budget(problem):
+    """At W4A8's BOPs, the ILP's and evolution's picks score at least uniform W4A8 (DigitsCNN, search split)."""
+    ratio = 32 / 128
+    uniform = SearchContext(problem, Budget("bops", ratio))
+    base = uniform.quality(uniform_search(uniform))
+    for search in (ilp_search, evolutionary_search):
+        ctx = SearchContext(problem, Budget("bops", ratio))
+        assert ctx.quality(search(ctx, 0)) >= base - 1e-9
+
+
+def test_infeasible_budget_is_a_clear_error(problem):
+    with pytest.raises(ValueError, match="infeasible budget"):
+        SearchContext(problem, Budget("bops", 0.01))

@@ -1,0 +1,113 @@
+"""Benchmark harness on DigitsCNN: results.csv, report files, resume, plug-in policies, validation."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from mpq_gym.bench import BenchSpec, register_policy, run_benchmark
+from mpq_gym.bench.__main__ import main as bench_main
+from mpq_gym.bench.aggregate import iqm, iqm_interval
+from mpq_gym.bench.report import write_report
+from mpq_gym.bench.runner import read_results
+from mpq_gym.bench.validate import main as validate_main
+from mpq_gym.errors import ConfigError
+
+ENV = "MixedPrecision-DigitsCNN-v0"
+KWARGS = {"candidates": "W2A8,W4A8,W8A8"}
+
+
+def cheapest_policy(ctx, seed):
+    """A user policy: every group at its cheapest candidate."""
+    return ctx.costs.table.argmin(axis=1)
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    spec = BenchSpec(ENV, KWARGS, ["uniform", "greedy", "ilp", "random"], [0.2, 0.5], seeds=2, max_evaluations=4)
+    run_benchmark(spec, out, progress=False)
+    return out
+
+
+def test_results_have_one_row_per_cell_and_respect_budgets(bench_dir):
+    rows = read_results(bench_dir / "results.csv")
+    cells = sorted((r["policy"], r["seed"], r["budget"]) for r in rows)
+    # deterministic policies run once per budget; random runs for both seeds
+    assert len(rows) == 2 * (3 + 2) and len(set(cells)) == len(cells)
+    for r in rows:
+        assert r["within_budget"] == "True" and float(r["bops_ratio"]) <= float(r["budget"]) + 1e-9
+        assert int(r["exact_evaluations"]) <= 4
+        assert 0 <= float(r["quality"]) <= 100 and r["report_split"] == "test"
+        assert len(r["choices"].split()) == len(json.loads(r["config"]))
+
+
+def test_rerun_resumes_without_repeating_cells(bench_dir):
+    before = (bench_dir / "results.csv").read_text()
+    run_benchmark(BenchSpec(ENV, KWARGS, ["uniform", "random"], [0.2], seeds=2, max_evaluations=4), bench_dir,
+                  progress=False)
+    assert (bench_dir / "results.csv").read_text() == before
+
+
+def test_a_different_problem_in_the_same_folder_is_refused(bench_dir):
+    with pytest.raises(ConfigError, match="new --out"):
+        run_benchmark(BenchSpec(ENV, {"candidates": "W8A8,W8A16"}, ["uniform"], [0.5], 1), bench_dir, progress=False)
+
+
+def test_report_writes_table_plot_and_aggregates(bench_dir):
+    paths = write_report(bench_dir / "results.csv")
+    table = paths["table"].read_text()
+    assert "| 0.2 | ilp |" in table and "| 0.5 | random | 2 |" in table
+    assert paths["plot"].stat().st_size > 10_000
+    summary = json.loads(paths["summary"].read_text())
+    random_cells = [s for s in summary if s["policy"] == "random"]
+    assert all(s["ci_low"] <= s["quality_iqm"] <= s["ci_high"] for s in random_cells)
+
+
+def test_validate_passes_then_flags_a_tampered_row(bench_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        from mpq_gym.cli import run_cli
+        run_cli(validate_main, [str(bench_dir / "results.csv"), "--quiet"])
+    assert exit_info.value.code == 0
+    tampered = tmp_path / "results.csv"
+    (tmp_path / "bench.json").write_text((bench_dir / "bench.json").read_text())
+    rows = read_results(bench_dir / "results.csv")
+    rows[1]["quality"] = str(float(rows[1]["quality"]) + 1.0)
+    rows[2]["bops"] = str(float(rows[2]["bops"]) * 0.5)
+    with tampered.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    assert validate_main([str(tampered), "--quiet"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert [f["row"] for f in report["flagged"]] == [3, 4]
+    assert "quality" in report["flagged"][0]["recorded_vs_replayed"]
+    assert "bops" in report["flagged"][1]["recorded_vs_replayed"]
+
+
+def test_plugged_in_policies_by_registry_and_by_import_path(tmp_path, capsys):
+    register_policy("cheapest", cheapest_policy, stochastic=False)
+    code = bench_main(["--env", ENV, "--env-kwargs", "candidates=W2A8,W4A8,W8A8", "--policies",
+                       "cheapest,tests.test_bench:cheapest_policy", "--budgets", "0.2", "--seeds", "3",
+                       "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    rows = read_results(tmp_path / "results.csv")
+    assert {r["policy"] for r in rows} == {"cheapest", "tests.test_bench:cheapest_policy"}
+    assert len({r["quality"] for r in rows}) == 1
+    assert "| 0.2 | cheapest | 1 |" in capsys.readouterr().out
+
+
+def test_unknown_policy_and_env_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown policy 'nope'"):
+        run_benchmark(BenchSpec(ENV, {}, ["nope"], [0.5], 1), tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="registered ids"):
+        run_benchmark(BenchSpec("MixedPrecision-Nope-v0", {}, ["uniform"], [0.5], 1), tmp_path / "b", progress=False)
+
+
+def test_iqm_and_its_interval():
+    values = np.array([0.0, 1.0, 2.0, 3.0, 100.0, 4.0, 5.0, 6.0])
+    assert iqm(values) == pytest.approx(np.mean([2.0, 3.0, 4.0, 5.0]))
+    point, low, high = iqm_interval(values)
+    assert low <= point <= high and high - low > 0
+    assert iqm_interval(np.array([7.0])) == (7.0, 7.0, 7.0)
