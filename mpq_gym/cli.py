@@ -5,9 +5,9 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from mpq_gym.errors import MpqGymError
+from mpq_gym.errors import ConfigError, MpqGymError
 from mpq_gym.workloads import Workload, available_workloads, get_workload
 
 
@@ -49,3 +49,17 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     except MpqGymError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
+    """``k=v`` pairs; values parsed as JSON when they parse, else kept as strings."""
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"env kwarg {pair!r} is not key=value")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    return kwargs

@@ -6,8 +6,8 @@ import importlib
 
 from mpq_gym.bench.policies import BUILTIN
 from mpq_gym.bench.report import write_report
-from mpq_gym.bench.runner import BenchSpec, parse_env_kwargs, run_benchmark
-from mpq_gym.cli import run_cli
+from mpq_gym.bench.runner import BenchSpec, run_benchmark
+from mpq_gym.cli import parse_env_kwargs, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:

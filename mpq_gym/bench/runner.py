@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -135,17 +135,3 @@ def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True) -> Pa
         row = run_cell(problem, Budget(metric, budget), name, seed, spec.max_evaluations, spec.report_split)
         _append(results, {"env": spec.env_id, **row})
     return results
-
-
-def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
-    """``k=v`` pairs; values parsed as JSON when they parse, else kept as strings."""
-    kwargs: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"env kwarg {pair!r} is not key=value")
-        try:
-            kwargs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key] = value
-    return kwargs

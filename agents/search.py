@@ -1,0 +1,40 @@
+"""Trained agents as benchmark policies: train on the context's problem in surrogate mode, return the best
+configuration within budget (the harness then scores it exactly).
+
+Each call trains from scratch for ``episodes`` (default 300) with the algorithm's preset, sharing the
+benchmark's :class:`~mpq_gym.problem.Problem` (no second phase-1 table); the surrogate's calibration
+evaluations are charged to the search.
+"""
+from __future__ import annotations
+
+import tempfile
+from functools import partial
+
+import numpy as np
+
+from agents.training import load_hyperparams, train
+from mpq_gym.envs.env import MixedPrecisionEnv
+from mpq_gym.search import SearchContext
+
+DEFAULT_EPISODES = 300
+
+
+def agent_search(algo: str, ctx: SearchContext, seed: int = 0, episodes: int = DEFAULT_EPISODES,
+                 hyperparams: dict | None = None) -> np.ndarray:
+    """Train ``algo`` for ``episodes`` on ``ctx`` and return its best configuration within the budget."""
+    ctx.surrogate  # noqa: B018  (charge the calibration; the env's reward uses it)
+    hp = hyperparams if hyperparams is not None else load_hyperparams(algo)
+    env = MixedPrecisionEnv(problem=ctx.problem, budget=ctx.budget.ratio, budget_metric=ctx.budget.metric,
+                            budget_absolute=ctx.budget.absolute, continuous=algo == "ddpg",
+                            **{"enforcement": "limit", **hp.get("env_kwargs", {})})
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False)
+    if result.best is None:
+        raise RuntimeError(f"{algo} finished {episodes} episodes without one configuration within the budget")
+    return np.asarray(result.best["choices"], dtype=np.int64)
+
+
+reinforce_search = partial(agent_search, "reinforce")
+ppo_search = partial(agent_search, "ppo")
+maskable_ppo_search = partial(agent_search, "maskable_ppo")
+ddpg_search = partial(agent_search, "ddpg")

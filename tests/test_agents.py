@@ -1,0 +1,135 @@
+"""Agents on DigitsCNN: train a few episodes, save, load, predict; resume; presets; the bench adapter."""
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.evaluation import evaluate_policy
+
+import mpq_gym  # noqa: F401
+from agents.evaluate import evaluate_run, rollout
+from agents.haq_ddpg import HaqDDPG
+from agents.train import main as train_main
+from agents.train import train_run
+from agents.training import ALGOS, build_agent, load_agent, load_hyperparams, model_path
+from mpq_gym.errors import ConfigError
+
+KWARGS = {"candidates": "W2A8,W4A8,W8A8", "budget": 0.2}
+DISCRETE, CONTINUOUS = "MixedPrecision-DigitsCNN-v0", "MixedPrecisionContinuous-DigitsCNN-v0"
+
+
+def _env_id(algo):
+    return CONTINUOUS if algo == "ddpg" else DISCRETE
+
+
+def _small_hp(tmp_path, algo):
+    """Presets shrunk so a few episodes exercise learning (DDPG: 2 warm-up episodes)."""
+    hp = {"ddpg": {"warmup_episodes": 2, "batch_size": 8}, "ppo": {"rollout_episodes": 2, "batch_size": 8},
+          "maskable_ppo": {"rollout_episodes": 2, "batch_size": 8}, "reinforce": {"hidden_size": 32,
+                                                                                  "episodes_per_update": 2}}[algo]
+    path = tmp_path / f"{algo}.yml"
+    path.write_text(json.dumps(hp))  # JSON is YAML
+    return str(path)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_agent_trains_saves_loads_and_predicts(algo, tmp_path):
+    result = train_run(algo, _env_id(algo), 8, 0, KWARGS, _small_hp(tmp_path, algo), tmp_path / "runs",
+                       checkpoint_every=4, progress=False)
+    run = result.run_dir
+    assert run.parent.name == _env_id(algo) and run.name.startswith(f"{algo}_0_")
+    rows = (run / "episodes.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 8
+    best = json.loads((run / "best_config.json").read_text())
+    assert best["costs"]["bops_ratio"] <= 0.2 + 1e-9 and len(best["choices"]) == 4
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert model_path(run, algo).exists() and model_path(run, algo, checkpoint=True).exists()
+
+    env = gym.make(_env_id(algo), **{**load_hyperparams(algo).get("env_kwargs", {}), **KWARGS})
+    agent = load_agent(algo, model_path(run, algo), env)
+    info = rollout(agent, env)
+    assert info["within_budget"] and len(info["choices"]) == 4
+
+    report = evaluate_run(run, split="test")
+    assert report["agent"]["within_budget"] and report["best"]["within_budget"]
+    assert 0 <= report["best"]["metrics"]["top1"] <= 100
+
+
+def test_reinforce_is_an_sb3_policy_predictor(tmp_path):
+    env = gym.make(DISCRETE, **KWARGS)
+    agent = build_agent("reinforce", env, {"hidden_size": 16}, seed=0)
+    mean, _ = evaluate_policy(agent, env, n_eval_episodes=2)
+    assert np.isfinite(mean)
+    batch, state = agent.predict(np.zeros((3, env.observation_space.shape[0]), np.float32), deterministic=True)
+    assert batch.shape == (3,) and state[0].shape == (2, 3, 16)
+
+
+def test_same_seed_same_run(tmp_path):
+    def choices(sub):
+        run = train_run("reinforce", DISCRETE, 6, 3, KWARGS, _small_hp(tmp_path, "reinforce"), tmp_path / sub,
+                        progress=False).run_dir
+        return [r.split(",")[-1] for r in (run / "episodes.csv").read_text().splitlines()]
+    assert choices("a") == choices("b")
+
+
+def test_reinforce_resume_equals_an_uninterrupted_run(tmp_path):
+    hp = _small_hp(tmp_path, "reinforce")
+    whole = train_run("reinforce", DISCRETE, 8, 1, KWARGS, hp, tmp_path / "whole", checkpoint_every=4,
+                      progress=False).run_dir
+    part = train_run("reinforce", DISCRETE, 4, 1, KWARGS, hp, tmp_path / "part", checkpoint_every=4,
+                     progress=False).run_dir
+    resumed = train_run(None, None, 8, 0, resume=part, checkpoint_every=4, progress=False)
+    assert resumed.episodes == 8
+
+    def rows(run):
+        return [r.split(",", 1)[1] for r in (run / "episodes.csv").read_text().splitlines()]
+    assert rows(part) == rows(whole)
+
+
+def test_sb3_resume_continues_from_the_checkpoint(tmp_path):
+    hp = _small_hp(tmp_path, "ppo")
+    run = train_run("ppo", DISCRETE, 4, 0, KWARGS, hp, tmp_path, checkpoint_every=2, progress=False).run_dir
+    # an interruption after the checkpoint: extra rows past it are dropped on resume
+    with (run / "episodes.csv").open("a") as f:
+        f.write("5,0,0,False,True,0,0,0,0,0 0 0 0\n")
+    result = train_run(None, None, 10, 0, resume=run, checkpoint_every=2, progress=False)
+    episodes = [int(r.split(",")[0]) for r in (run / "episodes.csv").read_text().splitlines()[1:]]
+    assert episodes == list(range(1, 11)) and result.agent.num_timesteps >= 10 * 4
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    from mpq_gym.cli import run_cli
+    for argv, message in [
+        (["--algo", "ddpg", "--env", DISCRETE], "MixedPrecisionContinuous"),
+        (["--algo", "ppo", "--env", CONTINUOUS], "discrete actions"),
+        (["--algo", "maskable_ppo", "--env", DISCRETE, "--env-kwargs", "enforcement=limit"], "enforcement=mask"),
+        (["--algo", "ppo", "--env", "MixedPrecision-Nope-v0"], "registered ids"),
+        (["--resume", str(tmp_path)], "args.json"),
+        (["--algo", "ppo", "--env", DISCRETE, "--hyperparams", str(tmp_path / "missing.yml")], "does not exist"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(train_main, [*argv, "--runs-dir", str(tmp_path / "runs"), "--episodes", "2", "--quiet"])
+        assert exit_info.value.code == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
+def test_haq_ddpg_settings(tmp_path):
+    env = gym.make(CONTINUOUS, **KWARGS)
+    hp = load_hyperparams("ddpg")
+    assert hp["tau"] == 0.01 and hp["batch_size"] == 64 and hp["policy_kwargs"]["net_arch"]["pi"] == [300, 300]
+    model = build_agent("ddpg", env, {**hp, "warmup_episodes": 1, "batch_size": 4}, seed=0)
+    assert isinstance(model, HaqDDPG) and model.learning_starts == 4
+    model.learn(total_timesteps=40)
+    assert model.actor.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert model.critic.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert model.current_sigma() == pytest.approx(0.5 * 0.99 ** (model._episode_num - model.warmup_episodes))
+    actions = np.concatenate([model._sample_action(0)[1] for _ in range(200)])
+    assert actions.min() >= -1 and actions.max() <= 1 and actions.std() > 0.05
+
+
+def test_agents_plug_into_the_benchmark(tmp_path):
+    from mpq_gym.bench.runner import BenchSpec, read_results, run_benchmark
+    spec = BenchSpec(DISCRETE, {"candidates": "W2A8,W4A8,W8A8"}, ["reinforce", "ppo"], [0.2], seeds=1)
+    rows = read_results(run_benchmark(spec, tmp_path, progress=False))
+    assert {r["policy"] for r in rows} == {"reinforce", "ppo"}
+    assert all(r["within_budget"] == "True" and int(r["surrogate_evaluations"]) > 0 for r in rows)
