@@ -133,7 +133,7 @@ class ReinforceLSTM:
             self.baseline += (1 - cfg.baseline_decay) * delta
             self.return_var = cfg.baseline_decay * self.return_var + (1 - cfg.baseline_decay) * delta ** 2
         self._batch.clear()
-        return {"train/loss": float(loss), "train/entropy": float(np.mean(entropies)), "train/baseline": self.baseline}
+        return {"train/loss": loss.item(), "train/entropy": float(np.mean(entropies)), "train/baseline": self.baseline}
 
     def learn(self, episodes: int, on_episode: Callable[[float, dict], bool] | None = None,
               on_update: Callable[[dict[str, float]], None] | None = None) -> "ReinforceLSTM":

@@ -2,15 +2,16 @@
 
 - :func:`uniform_search`: best uniform configuration within the budget;
 - :func:`random_search`: exact evaluation of random feasible configurations;
-- :func:`greedy_sqnr_search`: AIMET's phase-1 SQNR / cumulative-flip greedy search;
+- :func:`greedy_sqnr_search`: AIMET's phase-1 SQNR / cumulative-flip greedy search (budget target;
+  :func:`greedy_accuracy_search`: accuracy target 1 point below FP32);
 - :func:`evolutionary_search`: mutation + crossover inside the budget (surrogate or exact fitness);
 - :func:`ilp_search`: HAWQ-V3-style ILP on the phase-1 noise, solved exactly with scipy's MILP.
 """
 from baselines.evolution import evolutionary_search
-from baselines.greedy_sqnr import flip_path, greedy_sqnr_search
+from baselines.greedy_sqnr import flip_path, greedy_accuracy_search, greedy_sqnr_search
 from baselines.ilp import ilp_search, solve_assignment_ilp
 from baselines.random_search import random_search
 from baselines.uniform import uniform_search
 
-__all__ = ["uniform_search", "random_search", "greedy_sqnr_search", "evolutionary_search", "ilp_search",
+__all__ = ["uniform_search", "random_search", "greedy_sqnr_search", "evolutionary_search", "ilp_search", "greedy_accuracy_search",
            "flip_path", "solve_assignment_ilp"]

@@ -90,20 +90,26 @@ def last_passing(n: int, passes: Callable[[int], bool], values: Callable[[int], 
 
 
 def greedy_sqnr_search(ctx: SearchContext, seed: int = 0, order: str = "sqnr", accuracy_target: float | None = None,
-                       method: str = "binary+interpolation") -> np.ndarray:
-    """AIMET greedy search on ``ctx``: budget-target mode by default; with ``accuracy_target`` (in the
-    metric's units) the cheapest path point meeting it that also fits the budget."""
+                       accuracy_drop: float | None = None, method: str = "binary+interpolation") -> np.ndarray:
+    """AIMET greedy search on ``ctx``.
+
+    Budget-target mode by default: the first path point within the budget. With ``accuracy_target``
+    (metric units) or ``accuracy_drop`` (points below FP32 on the search split): the cheapest point
+    within the budget whose exact quality meets the target; when none does, the first point within the
+    budget (the most accurate one the budget allows).
+    """
     path = flip_path(np.asarray(ctx.sensitivity.sqnr_db, dtype=np.float64), ctx.costs.table, order)
-    fitting = np.flatnonzero([ctx.fits(p) for p in path])
-    if not len(fitting):
-        raise ValueError("no point on the greedy path fits the budget")  # cannot happen once feasible
-    first_fit = int(fitting[0])
+    first_fit = next(k for k, p in enumerate(path) if ctx.fits(p))  # exists once the budget is feasible
+    if accuracy_drop is not None:
+        accuracy_target = ctx.problem.fp32_quality - accuracy_drop
     if accuracy_target is None:
         return path[first_fit]
     candidates = path[first_fit:]
     k = last_passing(len(candidates), lambda i: ctx.quality(candidates[i]) >= accuracy_target,
                      lambda i: ctx.quality(candidates[i]), method, accuracy_target)
-    if k < 0:
-        raise ValueError(f"no configuration within the budget reaches the accuracy target {accuracy_target}; "
-                         "lower the target or raise the budget")
-    return candidates[k]
+    return candidates[max(k, 0)]
+
+
+def greedy_accuracy_search(ctx: SearchContext, seed: int = 0) -> np.ndarray:
+    """Greedy SQNR search for the cheapest configuration within 1 point of FP32 (binary+interpolation)."""
+    return greedy_sqnr_search(ctx, seed, accuracy_drop=1.0)

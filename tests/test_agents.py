@@ -133,3 +133,15 @@ def test_agents_plug_into_the_benchmark(tmp_path):
     rows = read_results(run_benchmark(spec, tmp_path, progress=False))
     assert {r["policy"] for r in rows} == {"reinforce", "ppo"}
     assert all(r["within_budget"] == "True" and int(r["surrogate_evaluations"]) > 0 for r in rows)
+
+
+def test_learning_curves_script_writes_its_outputs(tmp_path):
+    from agents.curves import main as curves_main
+    out = tmp_path / "curves"
+    assert curves_main(["--env", DISCRETE, "--algos", "ppo", "--seeds", "2", "--episodes", "16", "--setting",
+                        "W2A8,W4A8,W8A8:0.2", "--out", str(out), "--quiet"]) == 0
+    result = json.loads((out / "curves.json").read_text())[0]
+    assert set(result["algos"]) == {"ppo", "random"}
+    assert all(len(c) == 16 for c in result["algos"]["ppo"]["best_curve"])
+    assert all(np.all(np.diff(c) >= 0) for c in result["algos"]["random"]["best_curve"])  # best so far never drops
+    assert (out / "curves.png").stat().st_size > 10_000 and "| ppo | 2 |" in (out / "curves.md").read_text()

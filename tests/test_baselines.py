@@ -132,3 +132,13 @@ def test_mixed_precision_is_not_worse_than_uniform_at_equal_budget(problem):
 def test_infeasible_budget_is_a_clear_error(problem):
     with pytest.raises(ValueError, match="infeasible budget"):
         SearchContext(problem, Budget("bops", 0.01))
+
+
+def test_greedy_accuracy_mode_falls_back_to_the_widest_fitting_point(problem):
+    ctx = SearchContext(problem, Budget("bops", 0.2))
+    path = flip_path(ctx.sensitivity.sqnr_db, ctx.costs.table)
+    first_fit = next(p for p in path if ctx.fits(p))
+    assert np.array_equal(greedy_sqnr_search(ctx, accuracy_target=1000.0), first_fit)
+    drop = SearchContext(problem, Budget("bops", 1.0))
+    choices = greedy_sqnr_search(drop, accuracy_drop=2.0)
+    assert drop.quality(choices) >= problem.fp32_quality - 2.0 and drop.evaluations >= 1

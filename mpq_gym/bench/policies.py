@@ -37,6 +37,7 @@ BUILTIN: dict[str, tuple[str, bool]] = {
     "uniform": ("baselines.uniform:uniform_search", False),
     "random": ("baselines.random_search:random_search", True),
     "greedy": ("baselines.greedy_sqnr:greedy_sqnr_search", False),
+    "greedy_accuracy": ("baselines.greedy_sqnr:greedy_accuracy_search", False),
     "evolution": ("baselines.evolution:evolutionary_search", True),
     "ilp": ("baselines.ilp:ilp_search", False),
     "reinforce": ("agents.search:reinforce_search", True),
