@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Main job on the embedded default: exact evaluation of uniform configurations of EfficientNet-Lite0
-# on the ImageNet sample (MPQ_GYM_DATA or ../shared/data).
+# Main job on the embedded default: EfficientNet-Lite0 on the ImageNet sample (MPQ_GYM_DATA,
+# ../shared/data, or downloaded when online; DigitsCNN when there is none): a PPO agent and the
+# baselines at one BOPs budget, the comparison table and the Pareto plot (runs/demo/).
 demo: setup
-	$(PY) -m mpq_gym.benchmarks.uniform_table --workload efficientnet_lite0 --split test
+	$(PY) -m mpq_gym.demo --out runs/demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -11,6 +11,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 from tqdm.auto import tqdm
 
+from mpq_gym.tracking import MlflowTracker
+
 EPISODE_COLUMNS = ("episode", "reward", "quality", "exact", "within_budget", "budget_used", "bops_ratio",
                    "size_bits_ratio", "best_quality", "choices")
 
@@ -24,9 +26,9 @@ class EpisodeLog:
     """
 
     def __init__(self, run_dir: Path, total_episodes: int, steps_per_episode: int, logger: Logger | None = None,
-                 episodes_done: int = 0, progress: bool = True) -> None:
+                 episodes_done: int = 0, progress: bool = True, tracker: MlflowTracker | None = None) -> None:
         self.run_dir, self.total, self.steps = Path(run_dir), total_episodes, steps_per_episode
-        self.logger = logger
+        self.logger, self.tracker = logger, tracker
         self.csv_path = self.run_dir / "episodes.csv"
         self.best_path = self.run_dir / "best_config.json"
         self.episodes = episodes_done
@@ -82,6 +84,9 @@ class EpisodeLog:
             for key in ("reward", "quality", "budget_used", "best_quality"):
                 self.logger.record(f"episode/{key}", row[key])
             self.logger.dump(step=self.episodes * self.steps)
+        if self.tracker is not None:
+            self.tracker.log_metrics({f"episode/{k}": row[k] for k in ("reward", "quality", "budget_used",
+                                                                        "best_quality")}, step=self.episodes)
         self.bar.update(1)
         self.bar.set_postfix(best=f"{row['best_quality']:.2f}", last=f"{row['quality']:.2f}")
         return not self.finished

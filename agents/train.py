@@ -21,6 +21,7 @@ import gymnasium as gym
 from agents.training import ALGOS, TrainResult, load_hyperparams, train
 from mpq_gym.cli import parse_env_kwargs, print_json, run_cli
 from mpq_gym.errors import ConfigError
+from mpq_gym.tracking import MlflowTracker
 
 
 def make_env(algo: str, env_id: str, env_kwargs: dict[str, Any], hyperparams: dict[str, Any]) -> gym.Env:
@@ -45,8 +46,11 @@ def new_run_dir(runs_dir: Path, env_id: str, algo: str, seed: int) -> Path:
 
 def train_run(algo: str, env_id: str, episodes: int, seed: int, env_kwargs: dict[str, Any] | None = None,
               hyperparams_file: str | None = None, runs_dir: str | Path = "runs", resume: str | Path | None = None,
-              checkpoint_every: int = 25, progress: bool = True) -> TrainResult:
-    """Start a run in a new folder, or resume the run in ``resume`` with its recorded arguments."""
+              checkpoint_every: int = 25, progress: bool = True, mlflow: str | None = None) -> TrainResult:
+    """Start a run in a new folder, or resume the run in ``resume`` with its recorded arguments.
+
+    ``mlflow``: ``None`` for TensorBoard only; ``""`` for the local MLflow store; else a store or server URI.
+    """
     if resume is not None:
         run_dir = Path(resume)
         args_path = run_dir / "args.json"
@@ -65,7 +69,12 @@ def train_run(algo: str, env_id: str, episodes: int, seed: int, env_kwargs: dict
         {"algo": algo, "env_id": env_id, "episodes": episodes, "seed": seed, "env_kwargs": env_kwargs,
          "hyperparams": hyperparams}, indent=2))
     env = make_env(algo, env_id, env_kwargs, hyperparams)
-    return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress)
+    if mlflow is None:
+        return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress)
+    params = {"algo": algo, "env_id": env_id, "seed": seed, "episodes": episodes, "env_kwargs": env_kwargs,
+              "hyperparams": hyperparams, "run_dir": str(run_dir)}
+    with MlflowTracker(mlflow, f"mpq-gym/{env_id}", run_dir.name, params) as tracker:
+        return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress, tracker)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,13 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its checkpoint")
     parser.add_argument("--checkpoint-every", type=int, default=25, help="episodes between checkpoints")
+    parser.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                        help="also log to MLflow: local SQLite store runs/mlflow.db, or the given store / server URI")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.resume is None and (args.algo is None or args.env is None):
         parser.error("--algo and --env are required (or --resume RUN_DIR)")
     result = train_run(args.algo, args.env, args.episodes or (None if args.resume else 300), args.seed,
                        parse_env_kwargs(args.env_kwargs), args.hyperparams, args.runs_dir, args.resume,
-                       args.checkpoint_every, not args.quiet)
+                       args.checkpoint_every, not args.quiet, args.mlflow)
     print_json({"run_dir": str(result.run_dir), "episodes": result.episodes, "best": result.best})
     return 0
 

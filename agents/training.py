@@ -25,6 +25,7 @@ from agents.haq_ddpg import HaqDDPG
 from agents.recording import EpisodeCallback, EpisodeLog
 from agents.reinforce import ReinforceConfig, ReinforceLSTM
 from mpq_gym.errors import ConfigError
+from mpq_gym.tracking import MlflowTracker
 
 ALGOS = ("reinforce", "ddpg", "ppo", "maskable_ppo")
 PRESETS = Path(__file__).parent / "hyperparams"
@@ -134,8 +135,9 @@ def _save(agent: Any, algo: str, path: Path) -> None:
 
 
 def train(algo: str, env: gym.Env, episodes: int, seed: int, hyperparams: dict[str, Any], run_dir: str | Path,
-          checkpoint_every: int = 25, progress: bool = True) -> TrainResult:
-    """Train (or resume, when ``run_dir`` holds a checkpoint) until ``episodes`` episodes in all."""
+          checkpoint_every: int = 25, progress: bool = True, tracker: MlflowTracker | None = None) -> TrainResult:
+    """Train (or resume, when ``run_dir`` holds a checkpoint) until ``episodes`` episodes in all; with a
+    ``tracker``, per-episode metrics and the best configuration also go to MLflow."""
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     run_dir = Path(run_dir)
@@ -149,7 +151,7 @@ def train(algo: str, env: gym.Env, episodes: int, seed: int, hyperparams: dict[s
         agent.load_replay_buffer(run_dir / "checkpoints" / "replay_buffer.pkl")
     logger = configure(str(run_dir / "tb"), ["tensorboard"])
     steps = steps_per_episode(env)
-    log = EpisodeLog(run_dir, episodes, steps, logger, episodes_done=done, progress=progress)
+    log = EpisodeLog(run_dir, episodes, steps, logger, episodes_done=done, progress=progress, tracker=tracker)
 
     def checkpoint(n: int) -> None:
         _save(agent, algo, model_path(run_dir, algo, checkpoint=True))
@@ -178,4 +180,7 @@ def train(algo: str, env: gym.Env, episodes: int, seed: int, hyperparams: dict[s
     finally:
         log.close()
     _save(agent, algo, model_path(run_dir, algo))
+    if tracker is not None:
+        for artifact in ("best_config.json", "episodes.csv", "args.json"):
+            tracker.log_artifact(run_dir / artifact)
     return TrainResult(run_dir, agent, log.episodes, log.best)

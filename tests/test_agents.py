@@ -145,3 +145,19 @@ def test_learning_curves_script_writes_its_outputs(tmp_path):
     assert all(len(c) == 16 for c in result["algos"]["ppo"]["best_curve"])
     assert all(np.all(np.diff(c) >= 0) for c in result["algos"]["random"]["best_curve"])  # best so far never drops
     assert (out / "curves.png").stat().st_size > 10_000 and "| ppo | 2 |" in (out / "curves.md").read_text()
+
+
+def test_mlflow_tracking_logs_a_run_that_reads_back(tmp_path):
+    import mlflow
+    store = tmp_path / "mlflow.db"
+    result = train_run("ppo", DISCRETE, 4, 0, KWARGS, _small_hp(tmp_path, "ppo"), tmp_path / "runs",
+                       progress=False, mlflow=str(store))
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name(f"mpq-gym/{DISCRETE}")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.params["algo"] == "ppo" and run.data.params["env_kwargs.budget"] == "0.2"
+    history = client.get_metric_history(run.info.run_id, "episode/quality")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    assert run.info.status == "FINISHED" and run.info.run_name == result.run_dir.name
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"best_config.json", "episodes.csv"} <= artifacts

@@ -111,3 +111,16 @@ def test_iqm_and_its_interval():
     point, low, high = iqm_interval(values)
     assert low <= point <= high and high - low > 0
     assert iqm_interval(np.array([7.0])) == (7.0, 7.0, 7.0)
+
+
+def test_bench_logs_to_mlflow(bench_dir, tmp_path):
+    import mlflow
+    from mpq_gym.bench.__main__ import log_to_mlflow
+    store = tmp_path / "mlflow.db"
+    paths = write_report(bench_dir / "results.csv")
+    log_to_mlflow(str(store), BenchSpec.load(bench_dir), paths)
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{store}")
+    (run,) = client.search_runs([client.get_experiment_by_name(f"mpq-gym-bench/{ENV}").experiment_id])
+    assert run.data.params["env_id"] == ENV
+    assert "ilp/r0.2/quality_iqm" in run.data.metrics
+    assert {"pareto.png", "results.csv", "results.md"} <= {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -3,11 +3,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+from dataclasses import asdict
+from pathlib import Path
 
 from mpq_gym.bench.policies import BUILTIN
 from mpq_gym.bench.report import write_report
 from mpq_gym.bench.runner import BenchSpec, run_benchmark
 from mpq_gym.cli import parse_env_kwargs, run_cli
+from mpq_gym.tracking import MlflowTracker
+
+
+def log_to_mlflow(uri: str, spec: BenchSpec, paths: dict[str, Path]) -> None:
+    """One MLflow run per benchmark folder: the spec, each cell's aggregates, the table, CSV and plot."""
+    summary = json.loads(paths["summary"].read_text())
+    with MlflowTracker(uri, f"mpq-gym-bench/{spec.env_id}", paths["table"].parent.name, asdict(spec)) as tracker:
+        for cell in summary:
+            prefix = f"{cell['policy']}/r{cell['budget']:g}"
+            tracker.log_metrics({f"{prefix}/{k}": cell[k] for k in ("quality_iqm", "ci_low", "ci_high", "bops_ratio",
+                                                                     "exact_evaluations", "wall_s")})
+        for path in (*paths.values(), paths["table"].parent / "results.csv"):
+            tracker.log_artifact(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-evaluations", type=int, default=None, help="exact evaluations allowed per search")
     parser.add_argument("--report-split", default="test", help="held-out split the table reports")
     parser.add_argument("--out", required=True, help="results folder (reruns resume in it)")
+    parser.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                        help="also log to MLflow: local SQLite store runs/mlflow.db, or the given store / server URI")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     for module in args.plugin:
@@ -32,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                      args.report_split)
     results = run_benchmark(spec, args.out, progress=not args.quiet)
     paths = write_report(results)
+    if args.mlflow is not None:
+        log_to_mlflow(args.mlflow, spec, paths)
     print(paths["table"].read_text())
     print(f"results: {results}\nplot: {paths['plot']}\nsummary: {paths['summary']}")
     return 0
