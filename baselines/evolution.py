@@ -35,13 +35,7 @@ def evolutionary_search(ctx: SearchContext, seed: int = 0, population: int = 50,
     rng = np.random.default_rng(seed)
 
     def score(pop: np.ndarray) -> np.ndarray:
-        if fitness == "surrogate":
-            return ctx.surrogate.predict(pop)
-        out = np.full(len(pop), -np.inf)
-        for i, choices in enumerate(pop):
-            if tuple(choices) in ctx.evaluated or ctx.remaining > 0:
-                out[i] = ctx.quality(choices)
-        return out
+        return ctx.surrogate.predict(pop) if fitness == "surrogate" else ctx.evaluate_affordable(pop)
 
     pop = np.stack([ctx.random_feasible(rng) for _ in range(population)])
     fit = score(pop)
@@ -59,8 +53,5 @@ def evolutionary_search(ctx: SearchContext, seed: int = 0, population: int = 50,
         return ctx.best_evaluated()
     unique, index = np.unique(pop, axis=0, return_index=True)
     ranked = unique[np.argsort(-fit[index], kind="stable")]
-    for choices in ranked[:top_k]:
-        if ctx.remaining <= 0:
-            break
-        ctx.quality(choices)
+    ctx.evaluate_affordable(ranked[:top_k])
     return ctx.best_evaluated()

@@ -12,8 +12,5 @@ def random_search(ctx: SearchContext, seed: int = 0, samples: int = DEFAULT_SAMP
     """Evaluate ``samples`` random feasible configurations (fewer if the evaluation budget ends) and
     return the best."""
     rng = np.random.default_rng(seed)
-    for _ in range(samples):
-        if ctx.remaining <= 0:
-            break
-        ctx.quality(ctx.random_feasible(rng))
+    ctx.evaluate_affordable([ctx.random_feasible(rng) for _ in range(samples)])
     return ctx.best_evaluated()

@@ -15,8 +15,5 @@ def uniform_search(ctx: SearchContext, seed: int = 0) -> np.ndarray:
                          f"({ctx.costs.limit / ctx.costs.reference_cost:.4f} x the reference); "
                          "raise the budget or add a narrower candidate")
     fitting.sort(key=ctx.total_cost, reverse=True)
-    for choices in fitting:
-        if ctx.remaining <= 0:
-            break
-        ctx.quality(choices)
+    ctx.evaluate_affordable(fitting)
     return ctx.best_evaluated()

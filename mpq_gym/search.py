@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from mpq_gym.errors import MpqGymError
 from mpq_gym.evaluate.sensitivity import SensitivityTable
 from mpq_gym.evaluate.surrogate import Surrogate
 from mpq_gym.problem import Problem
+
+if TYPE_CHECKING:
+    from mpq_gym.parallel import RayPool
 
 
 class EvaluationBudgetExhausted(MpqGymError):
@@ -33,8 +36,9 @@ class SearchContext:
     """
 
     def __init__(self, problem: Problem, budget: Budget, max_evaluations: int | None = None,
-                 split: str | None = None) -> None:
+                 split: str | None = None, pool: "RayPool | None" = None) -> None:
         self.problem = problem
+        self.pool = pool
         self.budget = budget
         self.costs: BudgetTable = budget_table(problem, budget)
         self.costs.check_feasible()
@@ -122,6 +126,41 @@ class SearchContext:
                     "evaluating, or raise max_evaluations")
             self.evaluated[key] = self.problem.quality(self.problem.config(key), self.split)
         return self.evaluated[key]
+
+    def qualities(self, batch: Sequence[Sequence[int]]) -> list[float]:
+        """Exact quality of several configurations (in parallel when the context has a pool), counted like
+        :meth:`quality`; new configurations beyond the evaluation budget raise before any is evaluated."""
+        keys = [tuple(int(c) for c in choices) for choices in batch]
+        new = list(dict.fromkeys(k for k in keys if k not in self.evaluated))
+        if len(new) > self.remaining:
+            raise EvaluationBudgetExhausted(
+                f"{len(new)} new configurations but only {self.remaining} of {self.max_evaluations} exact "
+                "evaluations left; check ctx.remaining before evaluating")
+        if self.pool is not None and len(new) > 1:
+            self.evaluated.update(zip(new, self.pool.qualities(new, self.split)))
+        for key in new:
+            self.quality(key)
+        return [self.evaluated[k] for k in keys]
+
+    def affordable(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        """Mask over ``batch``: already evaluated, or new and within the remaining evaluations (in order)."""
+        seen, mask = set(self.evaluated), []
+        budget = self.remaining
+        for choices in batch:
+            key = tuple(int(c) for c in choices)
+            if key not in seen and budget > 0:
+                seen.add(key)
+                budget -= 1
+            mask.append(key in seen)
+        return np.array(mask, dtype=bool)
+
+    def evaluate_affordable(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        """Exact quality of the :meth:`affordable` part of ``batch`` (in parallel with a pool); ``-inf`` elsewhere."""
+        mask = self.affordable(batch)
+        out = np.full(len(batch), -np.inf)
+        if mask.any():
+            out[mask] = self.qualities([c for c, ok in zip(batch, mask) if ok])
+        return out
 
     def best_evaluated(self) -> np.ndarray:
         """The best exactly evaluated configuration within the budget."""

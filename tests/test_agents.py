@@ -128,10 +128,15 @@ def test_haq_ddpg_settings(tmp_path):
 
 
 def test_agents_plug_into_the_benchmark(tmp_path):
+    from functools import partial
+
+    from agents.search import agent_search
+    from mpq_gym.bench import register_policy
     from mpq_gym.bench.runner import BenchSpec, read_results, run_benchmark
-    spec = BenchSpec(DISCRETE, {"candidates": "W2A8,W4A8,W8A8"}, ["reinforce", "ppo"], [0.2], seeds=1)
+    register_policy("reinforce_short", partial(agent_search, "reinforce", episodes=16))
+    spec = BenchSpec(DISCRETE, {"candidates": "W2A8,W4A8,W8A8"}, ["ppo", "reinforce_short"], [0.2], seeds=1)
     rows = read_results(run_benchmark(spec, tmp_path, progress=False))
-    assert {r["policy"] for r in rows} == {"reinforce", "ppo"}
+    assert {r["policy"] for r in rows} == {"ppo", "reinforce_short"}
     assert all(r["within_budget"] == "True" and int(r["surrogate_evaluations"]) > 0 for r in rows)
 
 

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="results folder (reruns resume in it)")
     parser.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
                         help="also log to MLflow: local SQLite store runs/mlflow.db, or the given store / server URI")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run the cells in parallel on Ray: a local instance, or the cluster at ADDRESS")
+    parser.add_argument("--workers", type=int, default=2, help="Ray workers (one CPU each)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     for module in args.plugin:
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = BenchSpec(args.env, parse_env_kwargs(args.env_kwargs), [p for p in args.policies.split(",") if p],
                      [float(b) for b in args.budgets.split(",") if b], args.seeds, args.max_evaluations,
                      args.report_split)
-    results = run_benchmark(spec, args.out, progress=not args.quiet)
+    results = run_benchmark(spec, args.out, progress=not args.quiet, ray=args.ray, workers=args.workers,
+                            plugins=args.plugin)
     paths = write_report(results)
     if args.mlflow is not None:
         log_to_mlflow(args.mlflow, spec, paths)

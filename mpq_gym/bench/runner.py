@@ -12,7 +12,8 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from functools import partial
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -118,8 +119,13 @@ def run_cell(problem: Problem, budget: Budget, policy_name: str, seed: int, max_
     }
 
 
-def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True) -> Path:
-    """Run every unfinished cell of ``spec``; returns the path of ``results.csv``."""
+def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True, ray: str | None = None, workers: int = 2,
+                  plugins: Sequence[str] = ()) -> Path:
+    """Run every unfinished cell of ``spec``; returns the path of ``results.csv``.
+
+    ``ray``: ``None`` runs the cells one after another; ``""`` on ``workers`` local Ray workers; an
+    address on that Ray cluster. Cells are deterministic, so both give the same rows (in another order).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec.save(out)
@@ -128,10 +134,18 @@ def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True) -> Pa
     results = out / "results.csv"
     done = {(r["policy"], int(r["seed"]), float(r["budget"])) for r in read_results(results)}
     problem, metric = make_problem(spec.env_id, spec.env_kwargs, progress)
-    cells = [(b, p, s) for b in spec.budgets for p in spec.policies
-             for s in (range(spec.seeds) if get_policy(p).stochastic else [0])]
-    todo = [c for c in cells if (c[1], c[2], float(c[0])) not in done]
-    for budget, name, seed in tqdm(todo, desc="benchmark cells", disable=not progress or not todo):
-        row = run_cell(problem, Budget(metric, budget), name, seed, spec.max_evaluations, spec.report_split)
-        _append(results, {"env": spec.env_id, **row})
+    cells = [dict(budget=Budget(metric, b), policy_name=p, seed=s, max_evaluations=spec.max_evaluations,
+                  report_split=spec.report_split)
+             for b in spec.budgets for p in spec.policies for s in (range(spec.seeds) if get_policy(p).stochastic else [0])]
+    todo = [c for c in cells if (c["policy_name"], c["seed"], float(c["budget"].ratio)) not in done]
+    bar = dict(desc="benchmark cells", total=len(todo), disable=not progress or not todo)
+    if ray is None or not todo:
+        for cell in tqdm(todo, **bar):
+            _append(results, {"env": spec.env_id, **run_cell(problem, **cell)})
+        return results
+    from mpq_gym.parallel import RayPool, problem_from_env
+    problem.surrogate  # noqa: B018  (calibrate once here, so the workers find it in the shared store)
+    with RayPool(partial(problem_from_env, spec.env_id, spec.env_kwargs), workers, ray, plugins) as pool:
+        for row in tqdm(pool.run_cells(todo), **bar):
+            _append(results, {"env": spec.env_id, **row})
     return results
