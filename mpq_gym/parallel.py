@@ -20,10 +20,19 @@ ProblemFactory = Callable[[], Problem]
 SHARED_ENV = (CACHE_ENV, "MPQ_GYM_DATA", "MPQ_GYM_OFFLINE", "HF_HUB_OFFLINE", "TORCH_HOME", "HF_HOME")
 
 
-def problem_from_env(env_id: str, env_kwargs: dict[str, Any]) -> Problem:
-    """The problem behind an env id (picklable through ``functools.partial``)."""
-    from mpq_gym.bench.runner import make_problem
-    return make_problem(env_id, env_kwargs, progress=False)[0]
+def problem_from_env(env_id: str, env_kwargs: dict[str, Any], progress: bool = False) -> Problem:
+    """The problem behind an env id and kwargs, its phase-1 table not yet computed (picklable through
+    ``functools.partial``)."""
+    import gymnasium as gym
+
+    import mpq_gym  # noqa: F401  (registers the ids)
+    from mpq_gym.envs.env import PROBLEM_KWARGS, build_problem
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise ConfigError(f"{exc}; registered ids: {sorted(i for i in gym.registry if 'MixedPrecision' in i)}") from exc
+    merged = {**spec.kwargs, **env_kwargs, "progress": progress}
+    return build_problem(**{k: v for k, v in merged.items() if k in PROBLEM_KWARGS})
 
 
 class _Worker:
@@ -38,6 +47,12 @@ class _Worker:
 
     def quality(self, choices: Sequence[int], split: str) -> float:
         return self.problem.quality(self.problem.config(choices), split)
+
+    def sensitivity_rows(self, which: Sequence[int]) -> dict[int, Any]:
+        from mpq_gym.evaluate.sensitivity import sensitivity_rows
+        p = self.problem
+        return sensitivity_rows(p.evaluator.qmodel, p.sensitivity_inputs(), p.groups, p.candidates,
+                                [int(g) for g in which], p.workload.batch_size)
 
     def run_cell(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         from mpq_gym.bench.runner import run_cell
@@ -59,16 +74,22 @@ class RayPool:
         self.ray = ray
         self._started = not ray.is_initialized()
         if self._started:
-            env_vars = {k: os.environ[k] for k in SHARED_ENV if k in os.environ}
             ray.init(address=address or None, num_cpus=None if address else workers, include_dashboard=False,
-                     log_to_driver=False, runtime_env={"env_vars": env_vars}, configure_logging=False)
-        actor = ray.remote(num_cpus=1)(_Worker)
+                     log_to_driver=False, configure_logging=False)
+        env_vars = {k: os.environ[k] for k in SHARED_ENV if k in os.environ}
+        actor = ray.remote(num_cpus=1)(_Worker).options(runtime_env={"env_vars": env_vars})
         self.actors = [actor.remote(factory, tuple(plugins)) for _ in range(workers)]
         self.pool = ActorPool(self.actors)
 
     def qualities(self, choices: Iterable[Sequence[int]], split: str) -> list[float]:
         """Exact quality of each configuration, in input order."""
         return list(self.pool.map(lambda a, c: a.quality.remote(list(map(int, c)), split), list(choices)))
+
+    def sensitivity_rows(self, chunks: Iterable[Sequence[int]]) -> Iterator[tuple[int, Any]]:
+        """(group, phase-1 row) for every group of every chunk, one chunk per worker, as chunks finish."""
+        for rows in self.pool.map_unordered(lambda a, chunk: a.sensitivity_rows.remote(list(chunk)),
+                                            [c for c in chunks if len(c)]):
+            yield from rows.items()
 
     def run_cells(self, cells: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Benchmark rows of ``run_cell(problem, **cell)``, as they finish."""

@@ -5,6 +5,7 @@ from functools import cached_property
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from mpq_gym.candidates import QuantizerGroup, config_from_choices, make_groups, parse_candidates
 from mpq_gym.config import FP32, Candidate, Config, uniform_config
@@ -54,6 +55,8 @@ class Problem:
         self.seed = seed
         self.progress = progress
         self.exact_evaluations = 0
+        #: a :class:`mpq_gym.parallel.RayPool` of this problem: phase-1 rows and surrogate calibration run on it
+        self.pool = None
 
     # ------------------------------------------------------------ configurations
     def config(self, choices: Sequence[int]) -> Config:
@@ -95,16 +98,22 @@ class Problem:
     @cached_property
     def sensitivity(self) -> SensitivityTable:
         """Phase-1 table S[group, candidate] on the first ``sensitivity_images`` calibration images (cached)."""
-        inputs = next(self.workload.split("calibration").batches(self.sensitivity_images))[0]
-        return compute_sensitivity(self.evaluator.qmodel, inputs, self.groups, self.candidates,
+        return compute_sensitivity(self.evaluator.qmodel, self.sensitivity_inputs(), self.groups, self.candidates,
                                    cache_key=self.workload.fingerprint(), batch_size=self.workload.batch_size,
-                                   progress=self.progress)
+                                   progress=self.progress, pool=self.pool)
+
+    def sensitivity_inputs(self) -> torch.Tensor:
+        """The calibration images phase 1 measures on."""
+        return next(self.workload.split("calibration").batches(self.sensitivity_images))[0]
 
     @cached_property
     def surrogate(self) -> Surrogate:
         """Surrogate calibrated on every uniform configuration plus graded-random ones, ``surrogate_points`` in all."""
         choices = self.surrogate_calibration_choices()
-        values = np.array([self.quality(self.config(c)) for c in choices])
+        if self.pool is not None:
+            values = np.array(self.pool.qualities(choices, self.split))
+        else:
+            values = np.array([self.quality(self.config(c)) for c in choices])
         return Surrogate(self.sensitivity).fit(choices, values, self.fp32_quality)
 
     def surrogate_calibration_choices(self) -> np.ndarray:

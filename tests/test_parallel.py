@@ -18,6 +18,15 @@ KWARGS = {"candidates": "W2A8,W3A8,W4A8,W8A8"}
 IGNORED = ("wall_s",)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    """One local Ray instance for the module (its start-up is the slow part); pools add their own actors."""
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="module")
 def warm_cache(tmp_path_factory):
     """Model, quantization and phase-1 caches built once (the session cache), without its result store."""
@@ -52,13 +61,18 @@ def test_ray_benchmark_equals_serial(tmp_path, fresh_cache):
     assert _rows(serial) == _rows(parallel) and len(_rows(serial)) == 2 * (2 + 2 + 1)
 
 
-def test_search_context_pool_evaluates_populations_like_serial(fresh_cache):
-    fresh_cache("ctx")
+def test_pool_fills_phase1_and_evaluates_populations_like_serial(fresh_cache):
+    fresh_cache("serial")
     problem = problem_from_env(ENV, KWARGS)
+    table = problem.sensitivity.sqnr_db
     serial = [SearchContext(problem, Budget("bops", 0.3), max_evaluations=6) for _ in range(2)]
     expected = [random_search(serial[0], 1), evolutionary_search(serial[1], 1, fitness="exact", population=6,
                                                                   generations=3)]
+    fresh_cache("pool")
+    problem = problem_from_env(ENV, KWARGS)
     with RayPool(partial(problem_from_env, ENV, KWARGS), workers=2) as pool:
+        problem.pool = pool
+        np.testing.assert_allclose(problem.sensitivity.sqnr_db, table, rtol=0, atol=1e-3)  # one vs two threads
         pooled = [SearchContext(problem, Budget("bops", 0.3), max_evaluations=6, pool=pool) for _ in range(2)]
         got = [random_search(pooled[0], 1), evolutionary_search(pooled[1], 1, fitness="exact", population=6,
                                                                generations=3)]

@@ -133,19 +133,24 @@ def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True, ray: 
         get_policy(name)  # fail on a bad name before hours of work
     results = out / "results.csv"
     done = {(r["policy"], int(r["seed"]), float(r["budget"])) for r in read_results(results)}
-    problem, metric = make_problem(spec.env_id, spec.env_kwargs, progress)
+    metric = {**gym.spec(spec.env_id).kwargs, **spec.env_kwargs}.get("budget_metric", "bops") \
+        if spec.env_id in gym.registry else "bops"
     cells = [dict(budget=Budget(metric, b), policy_name=p, seed=s, max_evaluations=spec.max_evaluations,
                   report_split=spec.report_split)
              for b in spec.budgets for p in spec.policies for s in (range(spec.seeds) if get_policy(p).stochastic else [0])]
     todo = [c for c in cells if (c["policy_name"], c["seed"], float(c["budget"].ratio)) not in done]
     bar = dict(desc="benchmark cells", total=len(todo), disable=not progress or not todo)
-    if ray is None or not todo:
+    if ray is None:
+        problem, _ = make_problem(spec.env_id, spec.env_kwargs, progress)
         for cell in tqdm(todo, **bar):
             _append(results, {"env": spec.env_id, **run_cell(problem, **cell)})
         return results
     from mpq_gym.parallel import RayPool, problem_from_env
-    problem.surrogate  # noqa: B018  (calibrate once here, so the workers find it in the shared store)
+    problem = problem_from_env(spec.env_id, spec.env_kwargs, progress)
     with RayPool(partial(problem_from_env, spec.env_id, spec.env_kwargs), workers, ray, plugins) as pool:
+        problem.pool = pool  # phase-1 rows and the surrogate's calibration points in parallel, once, here
+        problem.surrogate  # noqa: B018  (the workers then find both in the shared caches)
+        make_problem(spec.env_id, spec.env_kwargs, progress=False)  # the env's own checks of the kwargs
         for row in tqdm(pool.run_cells(todo), **bar):
             _append(results, {"env": spec.env_id, **row})
     return results

@@ -1,6 +1,7 @@
 """MixedPrecisionEnv: choose a candidate (weight bits, activation bits) for one quantizer group per step."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -16,6 +17,22 @@ from mpq_gym.workloads import Workload, get_workload
 REWARD_MODES = ("surrogate", "exact", "hybrid")
 #: delta: scale x (quality - FP32 quality) (HAQ); quality: scale x quality; relative: quality / FP32 - 1
 REWARD_SHAPINGS = ("delta", "quality", "relative")
+
+
+def build_problem(workload: str | Workload = "digits_cnn", candidates: str | Sequence = "hardware",
+                  tied: Sequence[Sequence[str]] | str = (), data_dir: str | None = None, weights: str | None = None,
+                  random_weights: bool = False, workload_kwargs: dict | None = None, lut: str | None = None,
+                  sensitivity_images: int = 256, surrogate_points: int = 16, progress: bool = False) -> Problem:
+    """The :class:`Problem` an env with these keyword arguments searches (phase-1 table not yet computed)."""
+    if isinstance(workload, str):
+        workload = get_workload(workload, data_dir=data_dir, weights=weights, random_weights=random_weights,
+                                **(workload_kwargs or {}))
+    return Problem(workload, candidates, tied=tied, lut=lut, sensitivity_images=sensitivity_images,
+                   surrogate_points=surrogate_points, progress=progress)
+
+
+#: the env keyword arguments that define its problem (the rest define the episode)
+PROBLEM_KWARGS = tuple(inspect.signature(build_problem).parameters)
 
 
 class MixedPrecisionEnv(gym.Env):
@@ -53,11 +70,8 @@ class MixedPrecisionEnv(gym.Env):
             raise ValueError(f"reward_shaping must be one of {REWARD_SHAPINGS}, got {reward_shaping!r}")
         self.reward_shaping = reward_shaping
         if problem is None:
-            if isinstance(workload, str):
-                workload = get_workload(workload, data_dir=data_dir, weights=weights, random_weights=random_weights,
-                                        **(workload_kwargs or {}))
-            problem = Problem(workload, candidates, tied=tied, lut=lut, sensitivity_images=sensitivity_images,
-                              surrogate_points=surrogate_points, progress=progress)
+            problem = build_problem(workload, candidates, tied, data_dir, weights, random_weights, workload_kwargs,
+                                    lut, sensitivity_images, surrogate_points, progress)
         self.problem = problem
         self.enforcement, self.reward_mode = enforcement, reward_mode
         self.reward_scale, self.penalty_coef = reward_scale, penalty_coef

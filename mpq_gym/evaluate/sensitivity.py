@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from mpq_gym.candidates import QuantizerGroup
 from mpq_gym.config import FP32, Candidate, uniform_config
 from mpq_gym.evaluate.metrics import sqnr_db
 from mpq_gym.quant.model import QuantizedModel
+
+if TYPE_CHECKING:
+    from mpq_gym.parallel import RayPool
 
 SENSITIVITY_FORMAT = 2
 
@@ -89,10 +92,42 @@ def _batched(stages: Sequence[tuple[str, nn.Module]], x: torch.Tensor, batch_siz
 
 
 @torch.inference_mode()
+def sensitivity_rows(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Sequence[QuantizerGroup],
+                     candidates: Sequence[Candidate], which: Sequence[int], batch_size: int = 32,
+                     on_row: Callable[[int, np.ndarray], None] | None = None) -> dict[int, np.ndarray]:
+    """Rows S[g, :] for the groups ``which``, visiting them in execution order so each re-runs only the
+    suffix of the network after its first layer; ``on_row(g, row)`` sees each row as it is done."""
+    fp32 = uniform_config(qmodel.layer_names, FP32)
+    qmodel.set_config(fp32)
+    stages = chain_stages(qmodel.model, inputs[:1])
+    reference = _batched(stages, inputs, batch_size).float()
+    start = {g: min(_stage_of(layer, stages) for layer in groups[g].layers) for g in which}
+    rows: dict[int, np.ndarray] = {}
+    current, x = 0, inputs
+    for g in sorted(which, key=start.__getitem__):
+        target = start[g]
+        qmodel.set_config(fp32)
+        x = _batched(stages[current:target], x, batch_size) if target > current else x
+        current = target
+        row = np.empty(len(candidates))
+        for c, candidate in enumerate(candidates):
+            qmodel.set_config({**fp32, **{layer: candidate for layer in groups[g].layers}})
+            row[c] = sqnr_db(_batched(stages[current:], x, batch_size).float(), reference)
+        rows[g] = row
+        if on_row is not None:
+            on_row(g, row)
+    qmodel.set_config(fp32)
+    return rows
+
+
 def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Sequence[QuantizerGroup],
                         candidates: Sequence[Candidate], cache_key: str | None = None, batch_size: int = 32,
-                        progress: bool = True) -> SensitivityTable:
-    """Fill S[group, candidate] on ``inputs`` (calibration images); cached and resumable under ``cache_key``."""
+                        progress: bool = True, pool: "RayPool | None" = None) -> SensitivityTable:
+    """Fill S[group, candidate] on ``inputs`` (calibration images); cached and resumable under ``cache_key``.
+
+    With a Ray ``pool`` the pending groups are split into contiguous runs (in execution order), one per
+    worker, each filled by :func:`sensitivity_rows` in that worker.
+    """
     path = None
     if cache_key is not None:
         key = content_hash(SENSITIVITY_FORMAT, cache_key, qmodel.settings, [g.layers for g in groups],
@@ -100,33 +135,23 @@ def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Se
         path = cache_dir() / "sensitivity" / f"{key}.pt"
     state = load_cached(path) if path is not None and path.exists() else \
         {"sqnr": np.full((len(groups), len(candidates)), np.nan), "done": [False] * len(groups)}
-    fp32 = uniform_config(qmodel.layer_names, FP32)
     table = SensitivityTable([g.name for g in groups], list(candidates), state["sqnr"], len(inputs))
-    if all(state["done"]):
+    pending = [g for g in range(len(groups)) if not state["done"][g]]
+    if not pending:
         return table
-
-    qmodel.set_config(fp32)
-    stages = chain_stages(qmodel.model, inputs[:1])
-    reference = _batched(stages, inputs, batch_size).float()
-    start = {g.name: min(_stage_of(layer, stages) for layer in g.layers) for g in groups}
-    order = sorted(range(len(groups)), key=lambda g: start[groups[g].name])
-    bar = tqdm(total=len(groups) * len(candidates), initial=sum(state["done"]) * len(candidates),
+    bar = tqdm(total=len(groups) * len(candidates), initial=(len(groups) - len(pending)) * len(candidates),
                desc="phase-1 sensitivity", disable=not progress)
-    current, x = 0, inputs
-    for g in order:
-        if state["done"][g]:
-            continue
-        target = start[groups[g].name]
-        qmodel.set_config(fp32)
-        x = _batched(stages[current:target], x, batch_size) if target > current else x
-        current = target
-        for c, candidate in enumerate(candidates):
-            qmodel.set_config({**fp32, **{layer: candidate for layer in groups[g].layers}})
-            state["sqnr"][g, c] = sqnr_db(_batched(stages[current:], x, batch_size).float(), reference)
-            bar.update(1)
-        state["done"][g] = True
+
+    def record(g: int, row: np.ndarray) -> None:
+        state["sqnr"][g], state["done"][g] = row, True
         if path is not None:
             save_atomic(state, path)
+        bar.update(len(candidates))
+
+    if pool is not None and len(pending) > 1:
+        for g, row in pool.sensitivity_rows(np.array_split(np.array(pending), len(pool.actors))):
+            record(g, row)
+    else:
+        sensitivity_rows(qmodel, inputs, groups, candidates, pending, batch_size, record)
     bar.close()
-    qmodel.set_config(fp32)
     return table
