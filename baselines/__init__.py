@@ -13,5 +13,6 @@ from baselines.ilp import ilp_search, solve_assignment_ilp
 from baselines.random_search import random_search
 from baselines.uniform import uniform_search
 
-__all__ = ["uniform_search", "random_search", "greedy_sqnr_search", "evolutionary_search", "ilp_search", "greedy_accuracy_search",
+__all__ = ["uniform_search", "random_search", "greedy_sqnr_search", "greedy_accuracy_search", "evolutionary_search",
+           "ilp_search",
            "flip_path", "solve_assignment_ilp"]

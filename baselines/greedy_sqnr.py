@@ -52,13 +52,13 @@ def flip_path(sqnr_db: np.ndarray, cost: np.ndarray, order: str = "sqnr") -> np.
     return np.stack(path)
 
 
-def last_passing(n: int, passes: Callable[[int], bool], values: Callable[[int], float] | None = None,
+def last_passing(n: int, passes: Callable[[int], bool], values: Callable[[int], float | None] | None = None,
                  method: str = "binary", target: float | None = None) -> int:
     """Largest k in [0, n) with ``passes(k)``, assuming passes is True up to some point then False.
 
     Returns -1 when even k = 0 fails. ``binary+interpolation`` guesses the crossing by interpolating
-    ``values`` between the bracket ends toward ``target``, alternating with bisection so that the
-    number of probes stays logarithmic.
+    ``values`` (``None`` where unknown) between the bracket ends toward ``target``, alternating with
+    bisection so that the number of probes stays logarithmic.
     """
     if method not in SEARCH_METHODS:
         raise ValueError(f"method must be one of {SEARCH_METHODS}, got {method!r}")
@@ -78,7 +78,7 @@ def last_passing(n: int, passes: Callable[[int], bool], values: Callable[[int], 
         mid = (lo + hi) // 2
         if interpolate and values is not None and target is not None:
             v_lo, v_hi = values(lo), values(hi)
-            if v_lo > v_hi:
+            if v_lo is not None and v_hi is not None and v_lo > v_hi:
                 guess = lo + int(round((v_lo - target) / (v_lo - v_hi) * (hi - lo)))
                 mid = min(max(guess, lo + 1), hi - 1)
         interpolate = not interpolate if method == "binary+interpolation" else False
@@ -105,8 +105,15 @@ def greedy_sqnr_search(ctx: SearchContext, seed: int = 0, order: str = "sqnr", a
     if accuracy_target is None:
         return path[first_fit]
     candidates = path[first_fit:]
-    k = last_passing(len(candidates), lambda i: ctx.quality(candidates[i]) >= accuracy_target,
-                     lambda i: ctx.quality(candidates[i]), method, accuracy_target)
+
+    def passes(i: int) -> bool:  # once the evaluation budget is spent, unevaluated points count as failing
+        affordable = bool(ctx.affordable([candidates[i]])[0])
+        return affordable and ctx.quality(candidates[i]) >= accuracy_target
+
+    def known(i: int) -> float | None:
+        return ctx.evaluated.get(tuple(int(c) for c in candidates[i]))
+
+    k = last_passing(len(candidates), passes, known, method, accuracy_target)
     return candidates[max(k, 0)]
 
 

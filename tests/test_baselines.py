@@ -142,3 +142,10 @@ def test_greedy_accuracy_mode_falls_back_to_the_widest_fitting_point(problem):
     drop = SearchContext(problem, Budget("bops", 1.0))
     choices = greedy_sqnr_search(drop, accuracy_drop=2.0)
     assert drop.quality(choices) >= problem.fp32_quality - 2.0 and drop.evaluations >= 1
+
+
+def test_greedy_accuracy_search_stops_within_its_evaluation_budget(problem):
+    for method in ("sequential", "binary", "binary+interpolation"):
+        ctx = SearchContext(problem, Budget("bops", 1.0), max_evaluations=2)
+        choices = greedy_sqnr_search(ctx, accuracy_drop=0.5, method=method)
+        assert ctx.evaluations <= 2 and ctx.fits(choices)
