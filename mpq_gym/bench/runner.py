@@ -126,15 +126,17 @@ def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True, ray: 
     ``ray``: ``None`` runs the cells one after another; ``""`` on ``workers`` local Ray workers; an
     address on that Ray cluster. Cells are deterministic, so both give the same rows (in another order).
     """
+    if spec.env_id not in gym.registry:
+        raise ConfigError(f"unknown env id {spec.env_id!r}; registered ids: "
+                          f"{sorted(i for i in gym.registry if 'MixedPrecision' in i)}")
+    for name in spec.policies:
+        get_policy(name)  # fail on a bad name before hours of work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec.save(out)
-    for name in spec.policies:
-        get_policy(name)  # fail on a bad name before hours of work
     results = out / "results.csv"
     done = {(r["policy"], int(r["seed"]), float(r["budget"])) for r in read_results(results)}
-    metric = {**gym.spec(spec.env_id).kwargs, **spec.env_kwargs}.get("budget_metric", "bops") \
-        if spec.env_id in gym.registry else "bops"
+    metric = {**gym.spec(spec.env_id).kwargs, **spec.env_kwargs}.get("budget_metric", "bops")
     cells = [dict(budget=Budget(metric, b), policy_name=p, seed=s, max_evaluations=spec.max_evaluations,
                   report_split=spec.report_split)
              for b in spec.budgets for p in spec.policies for s in (range(spec.seeds) if get_policy(p).stochastic else [0])]
