@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from agents.recording import EpisodeLog
-from agents.training import load_hyperparams, train
+from agents.training import env_on_problem, load_hyperparams, train
 from baselines.uniform import uniform_search
 from mpq_gym.bench.runner import make_problem
 from mpq_gym.cli import parse_env_kwargs, run_cli
@@ -60,13 +60,12 @@ def run_setting(problem: Problem, ratio: float, metric: str, algos: list[str], s
     for algo in [*algos, "random"]:
         for seed in range(seeds):
             run_dir = out / f"{algo}_{seed}"
-            env = MixedPrecisionEnv(problem=problem, budget=ratio, budget_metric=metric, continuous=algo == "ddpg",
-                                    **({} if algo == "random" else load_hyperparams(algo).get("env_kwargs", {})))
+            hyperparams = {} if algo == "random" else load_hyperparams(algo)
+            env = env_on_problem(algo, problem, Budget(metric, ratio), hyperparams)
             if algo == "random":
                 random_run(env, episodes, seed, run_dir)
             else:
-                train(algo, env, episodes, seed, load_hyperparams(algo), run_dir, checkpoint_every=50,
-                      progress=progress)
+                train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every=50, progress=progress)
             runs.setdefault(algo, []).append(run_dir)
     ctx = SearchContext(problem, Budget(metric, ratio))
     uniform = uniform_search(ctx)

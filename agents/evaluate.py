@@ -58,8 +58,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     for name, choices in entries.items():
         config = problem.config(choices)
         out[name] = {"choices": list(map(int, choices)), "metrics": problem.evaluate(config, split),
-                     "costs": problem.cost_model.costs(config), "within_budget": env.unwrapped.costs.total(
-                         np.asarray(choices)) <= env.unwrapped.costs.ceiling}
+                     "costs": problem.cost_model.costs(config),
+                     "within_budget": env.unwrapped.costs.fits(np.asarray(choices))}
     return out
 
 

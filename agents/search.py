@@ -12,8 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from agents.training import load_hyperparams, train
-from mpq_gym.envs.env import MixedPrecisionEnv
+from agents.training import env_on_problem, load_hyperparams, train
 from mpq_gym.search import SearchContext
 
 DEFAULT_EPISODES = 300
@@ -24,9 +23,7 @@ def agent_search(algo: str, ctx: SearchContext, seed: int = 0, episodes: int = D
     """Train ``algo`` for ``episodes`` on ``ctx`` and return its best configuration within the budget."""
     ctx.surrogate  # noqa: B018  (charge the calibration; the env's reward uses it)
     hp = hyperparams if hyperparams is not None else load_hyperparams(algo)
-    env = MixedPrecisionEnv(problem=ctx.problem, budget=ctx.budget.ratio, budget_metric=ctx.budget.metric,
-                            budget_absolute=ctx.budget.absolute, continuous=algo == "ddpg",
-                            **{"enforcement": "limit", **hp.get("env_kwargs", {})})
+    env = env_on_problem(algo, ctx.problem, ctx.budget, hp)
     with tempfile.TemporaryDirectory() as run_dir:
         result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False)
     if result.best is None:

@@ -20,17 +20,15 @@ import gymnasium as gym
 
 from agents.training import ALGOS, TrainResult, load_hyperparams, train
 from mpq_gym.cli import parse_env_kwargs, print_json, run_cli
+from mpq_gym.envs.registration import require_env_id
 from mpq_gym.errors import ConfigError
 from mpq_gym.tracking import MlflowTracker
 
 
 def make_env(algo: str, env_id: str, env_kwargs: dict[str, Any], hyperparams: dict[str, Any]) -> gym.Env:
     """The env of a run: the preset's env kwargs, overridden by the user's."""
-    kwargs = {**hyperparams.get("env_kwargs", {}), **env_kwargs}
-    try:
-        return gym.make(env_id, **kwargs)
-    except gym.error.Error as exc:
-        raise ConfigError(f"{exc}; registered ids: {sorted(i for i in gym.registry if 'MixedPrecision' in i)}") from exc
+    require_env_id(env_id)
+    return gym.make(env_id, **{**hyperparams.get("env_kwargs", {}), **env_kwargs})
 
 
 def new_run_dir(runs_dir: Path, env_id: str, algo: str, seed: int) -> Path:

@@ -24,7 +24,10 @@ import mpq_gym  # noqa: F401  (registers the env ids)
 from agents.haq_ddpg import HaqDDPG
 from agents.recording import EpisodeCallback, EpisodeLog
 from agents.reinforce import ReinforceConfig, ReinforceLSTM
+from mpq_gym.envs.budget import Budget
+from mpq_gym.envs.env import MixedPrecisionEnv
 from mpq_gym.errors import ConfigError
+from mpq_gym.problem import Problem
 from mpq_gym.tracking import MlflowTracker
 
 ALGOS = ("reinforce", "ddpg", "ppo", "maskable_ppo")
@@ -92,6 +95,14 @@ def build_agent(algo: str, env: gym.Env, hyperparams: dict[str, Any], seed: int)
             raise ConfigError("maskable_ppo needs the env's mask enforcement: pass enforcement=mask")
         return MaskablePPO(policy, env, seed=seed, verbose=0, **hp)
     return PPO(policy, env, seed=seed, verbose=0, **hp)
+
+
+def env_on_problem(algo: str, problem: Problem, budget: Budget, hyperparams: dict[str, Any]) -> MixedPrecisionEnv:
+    """An env for ``algo`` on a shared, already built problem (continuous actions for DDPG, the preset's
+    env kwargs), so several runs share one phase-1 table and surrogate."""
+    return MixedPrecisionEnv(problem=problem, budget=budget.ratio, budget_metric=budget.metric,
+                             budget_absolute=budget.absolute, continuous=algo == "ddpg",
+                             **hyperparams.get("env_kwargs", {}))
 
 
 def agent_class(algo: str) -> type:

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from mpq_gym.search import SearchContext
+from mpq_gym.search import SearchContext, choices_key
 
 FLIP_ORDERS = ("sqnr", "sqnr_per_cost")
 SEARCH_METHODS = ("sequential", "binary", "binary+interpolation")
@@ -111,7 +111,7 @@ def greedy_sqnr_search(ctx: SearchContext, seed: int = 0, order: str = "sqnr", a
         return affordable and ctx.quality(candidates[i]) >= accuracy_target
 
     def known(i: int) -> float | None:
-        return ctx.evaluated.get(tuple(int(c) for c in candidates[i]))
+        return ctx.evaluated.get(choices_key(candidates[i]))
 
     k = last_passing(len(candidates), passes, known, method, accuracy_target)
     return candidates[max(k, 0)]

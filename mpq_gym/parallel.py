@@ -12,27 +12,13 @@ import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mpq_gym.cache import CACHE_ENV
+from mpq_gym.envs.env import problem_from_env
 from mpq_gym.errors import ConfigError
 from mpq_gym.problem import Problem
 
-ProblemFactory = Callable[[], Problem]
+ProblemFactory = Callable[[], Problem]  # e.g. functools.partial(problem_from_env, env_id, env_kwargs)
 #: environment variables a worker must share with the driver (cache, data, offline switches)
 SHARED_ENV = (CACHE_ENV, "MPQ_GYM_DATA", "MPQ_GYM_OFFLINE", "HF_HUB_OFFLINE", "TORCH_HOME", "HF_HOME")
-
-
-def problem_from_env(env_id: str, env_kwargs: dict[str, Any], progress: bool = False) -> Problem:
-    """The problem behind an env id and kwargs, its phase-1 table not yet computed (picklable through
-    ``functools.partial``)."""
-    import gymnasium as gym
-
-    import mpq_gym  # noqa: F401  (registers the ids)
-    from mpq_gym.envs.env import PROBLEM_KWARGS, build_problem
-    try:
-        spec = gym.spec(env_id)
-    except gym.error.Error as exc:
-        raise ConfigError(f"{exc}; registered ids: {sorted(i for i in gym.registry if 'MixedPrecision' in i)}") from exc
-    merged = {**spec.kwargs, **env_kwargs, "progress": progress}
-    return build_problem(**{k: v for k, v in merged.items() if k in PROBLEM_KWARGS})
 
 
 class _Worker:

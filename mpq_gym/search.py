@@ -26,6 +26,11 @@ class EvaluationBudgetExhausted(MpqGymError):
     """A policy asked for more exact evaluations than its budget allows."""
 
 
+def choices_key(choices: Sequence[int]) -> tuple[int, ...]:
+    """The hashable form of a configuration's candidate indices (how evaluations are counted and stored)."""
+    return tuple(int(c) for c in choices)
+
+
 class SearchContext:
     """One search: ``problem`` under ``budget``, with at most ``max_evaluations`` distinct exact evaluations.
 
@@ -77,7 +82,7 @@ class SearchContext:
 
     def fits(self, choices: Sequence[int]) -> bool:
         """Whether a configuration is within the budget."""
-        return self.total_cost(choices) <= self.costs.ceiling
+        return self.costs.fits(np.asarray(choices, dtype=np.int64))
 
     def random_feasible(self, rng: np.random.Generator) -> np.ndarray:
         """A random configuration within the budget: groups visited in random order, each taking a uniformly
@@ -97,7 +102,7 @@ class SearchContext:
         """Bring a configuration within the budget by moving random groups to their next cheaper candidate."""
         choices = np.array(choices, dtype=np.int64)
         table = self.costs.table
-        while self.total_cost(choices) > self.costs.ceiling:
+        while not self.costs.fits(choices):
             current = table[np.arange(self.n_groups), choices]
             cheaper = table < current[:, None]
             movable = np.flatnonzero(cheaper.any(axis=1))
@@ -118,7 +123,7 @@ class SearchContext:
 
     def quality(self, choices: Sequence[int]) -> float:
         """Exact quality of a configuration (counted once per distinct configuration)."""
-        key = tuple(int(c) for c in choices)
+        key = choices_key(choices)
         if key not in self.evaluated:
             if self.remaining <= 0:
                 raise EvaluationBudgetExhausted(
@@ -130,7 +135,7 @@ class SearchContext:
     def qualities(self, batch: Sequence[Sequence[int]]) -> list[float]:
         """Exact quality of several configurations (in parallel when the context has a pool), counted like
         :meth:`quality`; new configurations beyond the evaluation budget raise before any is evaluated."""
-        keys = [tuple(int(c) for c in choices) for choices in batch]
+        keys = [choices_key(choices) for choices in batch]
         new = list(dict.fromkeys(k for k in keys if k not in self.evaluated))
         if len(new) > self.remaining:
             raise EvaluationBudgetExhausted(
@@ -147,7 +152,7 @@ class SearchContext:
         seen, mask = set(self.evaluated), []
         budget = self.remaining
         for choices in batch:
-            key = tuple(int(c) for c in choices)
+            key = choices_key(choices)
             if key not in seen and budget > 0:
                 seen.add(key)
                 budget -= 1

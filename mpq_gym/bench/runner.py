@@ -11,9 +11,9 @@ import csv
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from functools import partial
-from typing import Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -23,9 +23,14 @@ import mpq_gym  # noqa: F401  (registers the env ids)
 from mpq_gym.bench.policies import get_policy
 from mpq_gym.config import FP32, config_to_json
 from mpq_gym.envs.budget import Budget
+from mpq_gym.envs.env import PROBLEM_KWARGS, problem_from_env
+from mpq_gym.envs.registration import require_env_id
 from mpq_gym.errors import ConfigError
 from mpq_gym.problem import Problem
 from mpq_gym.search import SearchContext
+
+if TYPE_CHECKING:
+    from mpq_gym.parallel import RayPool
 
 COST_COLUMNS = ("size_bits", "bops", "latency", "energy")
 COLUMNS = ("env", "policy", "seed", "budget", "budget_metric", "candidates", "quality", "search_quality",
@@ -68,13 +73,17 @@ class BenchSpec:
         return cls(**json.loads(path.read_text()))
 
 
-def make_problem(env_id: str, env_kwargs: dict[str, Any], progress: bool = True) -> tuple[Problem, str]:
-    """The env's problem (its phase-1 table computed) and its budget metric."""
-    try:
-        env = gym.make(env_id, progress=progress, **env_kwargs).unwrapped
-    except gym.error.Error as exc:
-        raise ConfigError(f"{exc}; registered ids: {sorted(i for i in gym.registry if 'MixedPrecision' in i)}") from exc
-    return env.problem, env.budget.metric
+def make_problem(env_id: str, env_kwargs: dict[str, Any], progress: bool = True,
+                 pool: RayPool | None = None) -> tuple[Problem, str]:
+    """The env's problem (its phase-1 table computed, on ``pool`` when given) and its budget metric.
+
+    The env is built on the problem, so its own checks of the episode kwargs run too.
+    """
+    problem = problem_from_env(env_id, env_kwargs, progress)
+    problem.pool = pool
+    episode_kwargs = {k: v for k, v in env_kwargs.items() if k not in PROBLEM_KWARGS}
+    env = gym.make(env_id, problem=problem, **episode_kwargs).unwrapped
+    return problem, env.budget.metric
 
 
 def read_results(path: Path) -> list[dict[str, str]]:
@@ -103,7 +112,7 @@ def run_cell(problem: Problem, budget: Budget, policy_name: str, seed: int, max_
     choices = np.asarray(policy.search(ctx, seed), dtype=np.int64)
     if choices.shape != (ctx.n_groups,):
         raise ValueError(f"policy {policy_name!r} returned shape {choices.shape}; expected ({ctx.n_groups},)")
-    search_quality = ctx.quality(choices) if (tuple(choices) in ctx.evaluated or ctx.remaining > 0) else float("nan")
+    search_quality = ctx.quality(choices) if ctx.affordable([choices])[0] else float("nan")
     wall = time.perf_counter() - start
     config = problem.config(choices)
     costs = problem.cost_model.costs(config)
@@ -126,33 +135,34 @@ def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True, ray: 
     ``ray``: ``None`` runs the cells one after another; ``""`` on ``workers`` local Ray workers; an
     address on that Ray cluster. Cells are deterministic, so both give the same rows (in another order).
     """
-    if spec.env_id not in gym.registry:
-        raise ConfigError(f"unknown env id {spec.env_id!r}; registered ids: "
-                          f"{sorted(i for i in gym.registry if 'MixedPrecision' in i)}")
+    require_env_id(spec.env_id)
     for name in spec.policies:
         get_policy(name)  # fail on a bad name before hours of work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec.save(out)
     results = out / "results.csv"
-    done = {(r["policy"], int(r["seed"]), float(r["budget"])) for r in read_results(results)}
-    metric = {**gym.spec(spec.env_id).kwargs, **spec.env_kwargs}.get("budget_metric", "bops")
-    cells = [dict(budget=Budget(metric, b), policy_name=p, seed=s, max_evaluations=spec.max_evaluations,
-                  report_split=spec.report_split)
-             for b in spec.budgets for p in spec.policies for s in (range(spec.seeds) if get_policy(p).stochastic else [0])]
-    todo = [c for c in cells if (c["policy_name"], c["seed"], float(c["budget"].ratio)) not in done]
-    bar = dict(desc="benchmark cells", total=len(todo), disable=not progress or not todo)
     if ray is None:
-        problem, _ = make_problem(spec.env_id, spec.env_kwargs, progress)
-        for cell in tqdm(todo, **bar):
+        problem, metric = make_problem(spec.env_id, spec.env_kwargs, progress)
+        for cell in tqdm(_todo(spec, metric, results), desc="benchmark cells", disable=not progress):
             _append(results, {"env": spec.env_id, **run_cell(problem, **cell)})
         return results
-    from mpq_gym.parallel import RayPool, problem_from_env
-    problem = problem_from_env(spec.env_id, spec.env_kwargs, progress)
+    from mpq_gym.parallel import RayPool
     with RayPool(partial(problem_from_env, spec.env_id, spec.env_kwargs), workers, ray, plugins) as pool:
-        problem.pool = pool  # phase-1 rows and the surrogate's calibration points in parallel, once, here
-        problem.surrogate  # noqa: B018  (the workers then find both in the shared caches)
-        make_problem(spec.env_id, spec.env_kwargs, progress=False)  # the env's own checks of the kwargs
-        for row in tqdm(pool.run_cells(todo), **bar):
+        # phase-1 rows and the surrogate's calibration points in parallel, once, here; the workers
+        # then find both in the shared caches
+        problem, metric = make_problem(spec.env_id, spec.env_kwargs, progress, pool)
+        problem.surrogate  # noqa: B018
+        todo = _todo(spec, metric, results)
+        for row in tqdm(pool.run_cells(todo), desc="benchmark cells", total=len(todo), disable=not progress):
             _append(results, {"env": spec.env_id, **row})
     return results
+
+
+def _todo(spec: BenchSpec, metric: str, results: Path) -> list[dict[str, Any]]:
+    """The (budget, policy, seed) cells of ``spec`` not yet in ``results``, as :func:`run_cell` kwargs."""
+    done = {(r["policy"], int(r["seed"]), float(r["budget"])) for r in read_results(results)}
+    return [dict(budget=Budget(metric, b), policy_name=p, seed=s, max_evaluations=spec.max_evaluations,
+                 report_split=spec.report_split)
+            for b in spec.budgets for p in spec.policies
+            for s in (range(spec.seeds) if get_policy(p).stochastic else [0]) if (p, s, float(b)) not in done]

@@ -56,6 +56,10 @@ class BudgetTable:
         """Total cost of a complete configuration."""
         return float(self.table[np.arange(len(choices)), choices].sum() + self.fixed)
 
+    def fits(self, choices: np.ndarray) -> bool:
+        """Whether a complete configuration is within the limit."""
+        return self.total(choices) <= self.ceiling
+
     def feasible_actions(self, step: int, spent: float) -> np.ndarray:
         """Mask of candidates at ``step`` from which a completion within the limit exists."""
         return spent + self.table[step] + self.cheapest_after[step] + self.fixed <= self.ceiling
@@ -64,7 +68,7 @@ class BudgetTable:
         """HAQ's action wall: sweep from the last group back, moving each to its next cheaper candidate,
         until the configuration fits (always possible once :meth:`check_feasible` passed)."""
         choices = choices.copy()
-        while self.total(choices) > self.ceiling:
+        while not self.fits(choices):
             changed = False
             for g in range(len(choices) - 1, -1, -1):
                 row = self.table[g]
@@ -72,7 +76,7 @@ class BudgetTable:
                 if cheaper.any():  # the most expensive of the cheaper candidates (first on ties)
                     choices[g] = int(np.argmax(np.where(cheaper, row, -np.inf)))
                     changed = True
-                    if self.total(choices) <= self.ceiling:
+                    if self.fits(choices):
                         return choices
             if not changed:
                 break

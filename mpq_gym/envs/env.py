@@ -11,6 +11,7 @@ from gymnasium import spaces
 from mpq_gym.config import config_to_json
 from mpq_gym.envs.budget import ENFORCEMENT_MODES, Budget, budget_table
 from mpq_gym.envs.features import STATIC_FEATURES, group_features, normalised_sensitivity
+from mpq_gym.envs.registration import require_env_id
 from mpq_gym.problem import Problem
 from mpq_gym.workloads import Workload, get_workload
 
@@ -33,6 +34,14 @@ def build_problem(workload: str | Workload = "digits_cnn", candidates: str | Seq
 
 #: the env keyword arguments that define its problem (the rest define the episode)
 PROBLEM_KWARGS = tuple(inspect.signature(build_problem).parameters)
+
+
+def problem_from_env(env_id: str, env_kwargs: dict[str, Any], progress: bool = False) -> Problem:
+    """The problem behind an env id and kwargs, its phase-1 table not yet computed (picklable through
+    ``functools.partial``, so Ray workers can rebuild it)."""
+    require_env_id(env_id)
+    merged = {**gym.spec(env_id.rpartition(":")[2]).kwargs, **env_kwargs, "progress": progress}
+    return build_problem(**{k: v for k, v in merged.items() if k in PROBLEM_KWARGS})
 
 
 class MixedPrecisionEnv(gym.Env):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from mpq_gym.errors import ConfigError
+
 ENTRY_POINT = "mpq_gym.envs.env:MixedPrecisionEnv"
 #: id model name -> (workload, number of quantizable layers = steps per episode without ties)
 MODELS: dict[str, tuple[str, int]] = {
@@ -27,3 +29,10 @@ def register_envs() -> None:
             if env_id not in gym.registry:
                 gym.register(id=env_id, entry_point=ENTRY_POINT, max_episode_steps=steps,
                              kwargs={"workload": workload, "continuous": continuous})
+
+
+def require_env_id(env_id: str) -> None:
+    """Raise :class:`ConfigError` listing the registered ids unless ``env_id`` (optionally ``module:id``) is one."""
+    if env_id.rpartition(":")[2] not in gym.registry:
+        registered = sorted(i for i in gym.registry if i.startswith("MixedPrecision"))
+        raise ConfigError(f"unknown env id {env_id!r}; registered ids: {registered}")
