@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from mpq_gym.config import Candidate, Config, parse_candidate
+from mpq_gym.config import Candidate, Config, check_format, parse_candidate
 from mpq_gym.errors import ConfigError
 
 #: The hardware-style set of the AIMET mixed-precision paper.
@@ -15,9 +15,19 @@ EXPANDED_CANDIDATES: tuple[Candidate, ...] = tuple(parse_candidate(c) for c in (
 NAMED_CANDIDATE_SETS = {"hardware": HARDWARE_CANDIDATES, "expanded": EXPANDED_CANDIDATES}
 
 
+def with_formats(candidates: Sequence[Candidate], formats: Sequence[str]) -> list[Candidate]:
+    """Each candidate in each number format (formats vary fastest): the format becomes a search dimension."""
+    return [c._replace(fmt=check_format(f)) for c in candidates for f in formats]
+
+
 def parse_candidates(spec: str | Sequence[Candidate] | Sequence[str]) -> list[Candidate]:
-    """``"W4A8,W8A8,W8A16"``, ``"hardware"``, ``"expanded"`` or a sequence of candidates, without repeats."""
+    """``"W4A8,W8A8,W8A16"``, ``"hardware"``, ``"expanded"``, ``"W4A8-ant,W8A8"`` or a sequence of candidates,
+    without repeats. ``<set>@<format>+<format>...`` crosses a set with number formats, e.g.
+    ``"hardware@int+ant"`` = W4A8, W4A8-ant, W8A8, W8A8-ant, W8A16, W8A16-ant."""
     if isinstance(spec, str):
+        base, _, formats = spec.partition("@")
+        if formats:
+            return parse_candidates(with_formats(parse_candidates(base), formats.split("+")))
         if spec in NAMED_CANDIDATE_SETS:
             return list(NAMED_CANDIDATE_SETS[spec])
         spec = [s for s in spec.split(",") if s.strip()]

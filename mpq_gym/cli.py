@@ -13,7 +13,7 @@ from mpq_gym.workloads import Workload, available_workloads, get_workload
 
 def add_workload_args(parser: argparse.ArgumentParser) -> None:
     """--workload, --data-dir, --weights, --random-weights."""
-    parser.add_argument("--workload", required=True, help=f"one of: {', '.join(available_workloads())}")
+    parser.add_argument("--workload", required=True, help=f"one of: {', '.join(available_workloads())}, or hf:<model id or dir>")
     parser.add_argument("--data-dir", default=None,
                         help="ImageNet folder (ImageFolder layout); default $MPQ_GYM_DATA, then ../shared/data")
     parser.add_argument("--weights", default=None, help="path to a pretrained weights file (default: cache / package)")

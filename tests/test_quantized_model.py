@@ -27,8 +27,8 @@ def test_set_config_never_requantizes(digits, monkeypatch):
     w4 = uniform_config(qm.layer_names, Candidate(4, 8))
     qm.set_config(w4)
     calls = []
-    real_scales = qmodel_module.weight_scales
-    monkeypatch.setattr(qmodel_module, "weight_scales", lambda *a, **k: calls.append(a) or real_scales(*a, **k))
+    real_scales = qmodel_module.weight_quantizer
+    monkeypatch.setattr(qmodel_module, "weight_quantizer", lambda *a, **k: calls.append(a) or real_scales(*a, **k))
     monkeypatch.setattr(qm, "calibrate", lambda: calls.append("calibrate"))
     qm.set_config(uniform_config(qm.layer_names, Candidate(8, 8)))  # new bits: scales computed once
     calls.clear()

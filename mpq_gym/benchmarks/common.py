@@ -16,9 +16,12 @@ def peak_rss_gb() -> float:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub-flavoured markdown table; floats get two decimals."""
+    """A GitHub-flavoured markdown table; floats get two decimals, four below 1 in magnitude (so that
+    correlations such as Spearman stay readable)."""
     def fmt(v: object) -> str:
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
+        if isinstance(v, float):
+            return f"{v:.4f}" if abs(v) < 1 else f"{v:.2f}"
+        return str(v)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -36,3 +39,12 @@ def time_forward(model: torch.nn.Module, batches: Sequence[torch.Tensor]) -> flo
     for x in batches:
         model(x)
     return time.perf_counter() - start
+
+
+def print_report(title: str, header: Sequence[str], rows: Sequence[Sequence[object]], started: float,
+                 module: str, argv: Sequence[str] | None) -> None:
+    """A benchmark's output: title, markdown table, wall time since ``started``, peak RSS, reproduce command."""
+    print(f"\n{title}\n")
+    print(markdown_table(header, rows))
+    print(f"\ntotal {time.perf_counter() - started:.1f} s, peak RSS {peak_rss_gb():.2f} GB")
+    print("reproduce: " + reproduce_command(module, argv))

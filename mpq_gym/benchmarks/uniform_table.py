@@ -1,6 +1,9 @@
 """Exact evaluation of uniform configurations: ``python -m mpq_gym.benchmarks.uniform_table``.
 
-Prints a markdown table (metrics vs FP32) with wall time and peak RSS; this is also ``make demo``.
+Prints a markdown table (every metric of the workload, Δ vs FP32, output SQNR) with wall time and
+peak RSS. ``--configs`` takes number formats too (``W4A8-ant``, ``W4A4-olive``), and
+``--weight-rounding nearest,adaround`` evaluates each configuration under each rounding (the time to
+learn AdaRound is reported in its first row).
 """
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ import argparse
 import sys
 import time
 
-from mpq_gym.benchmarks.common import markdown_table, peak_rss_gb, reproduce_command
+from mpq_gym.benchmarks.common import print_report
 from mpq_gym.cli import add_workload_args, run_cli, workload_from_args
 from mpq_gym.config import parse_config
-from mpq_gym.evaluate.exact import ExactEvaluator
+from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
+from mpq_gym.quant.quantizers import WEIGHT_ROUNDING, QuantSettings
 from mpq_gym.workloads.base import ALL_SPLITS, SPLITS
 
 
@@ -20,27 +24,30 @@ def main(argv: list[str] | None = None) -> int:
     add_workload_args(parser)
     parser.add_argument("--split", default=ALL_SPLITS, choices=[*SPLITS, ALL_SPLITS])
     parser.add_argument("--configs", default="fp32,W8A16,W8A8,W6A8,W4A8",
-                        help="comma-separated uniform candidates, e.g. fp32,W8A8,W4A8")
+                        help="comma-separated uniform candidates, e.g. fp32,W8A8,W4A8,W4A8-ant")
+    parser.add_argument("--weight-rounding", default="nearest",
+                        help=f"comma-separated weight roundings, each a row per config: {', '.join(WEIGHT_ROUNDING)}")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     workload = workload_from_args(args)
-    evaluator = ExactEvaluator(workload)
     primary = workload.primary_metric
-    rows, fp32_value = [], None
-    for name in args.configs.split(","):
-        spec = name if name.lower() == "fp32" else f"uniform:{name}"
-        t0 = time.perf_counter()
-        metrics = evaluator.evaluate(parse_config(spec, evaluator.qmodel.layer_names), args.split)
-        fp32_value = metrics[primary] if name.lower() == "fp32" else fp32_value
-        delta = metrics[primary] - fp32_value if fp32_value is not None else float("nan")
-        extra = [metrics.get("top5", float("nan")), metrics.get("agreement", float("nan"))]
-        rows.append([name, metrics[primary], delta, *extra, metrics["sqnr_db"], time.perf_counter() - t0])
-        print(f"{name}: {primary} {metrics[primary]:.2f}", file=sys.stderr)
-    header = ["config", primary, f"Δ{primary} vs FP32", "top5", "agreement", "output SQNR dB", "seconds"]
-    print(f"\n{workload.name} ({workload.weights}), split '{args.split}' ({len(workload.split(args.split))} samples)\n")
-    print(markdown_table(header, rows))
-    print(f"\ntotal {time.perf_counter() - start:.1f} s, peak RSS {peak_rss_gb():.2f} GB")
-    print("reproduce: " + reproduce_command("mpq_gym.benchmarks.uniform_table", argv))
+    rows, fp32_value, extra_names = [], None, None
+    for rounding in args.weight_rounding.split(","):
+        evaluator = ExactEvaluator(workload, build_quantized_model(workload, QuantSettings(weight_rounding=rounding)))
+        for name in args.configs.split(","):
+            spec = name if name.lower() == "fp32" else f"uniform:{name}"
+            t0 = time.perf_counter()
+            metrics = evaluator.evaluate(parse_config(spec, evaluator.qmodel.layer_names), args.split)
+            fp32_value = metrics[primary] if name.lower() == "fp32" else fp32_value
+            delta = metrics[primary] - fp32_value if fp32_value is not None else float("nan")
+            extra_names = extra_names or sorted(k for k in metrics if k not in (primary, "sqnr_db"))
+            label = name if rounding == "nearest" or name.lower() == "fp32" else f"{name} ({rounding})"
+            rows.append([label, metrics[primary], delta, *(metrics.get(k, float("nan")) for k in extra_names),
+                         metrics["sqnr_db"], time.perf_counter() - t0])
+            print(f"{label}: {primary} {metrics[primary]:.4g}", file=sys.stderr)
+    header = ["config", primary, f"Δ{primary} vs FP32", *extra_names, "output SQNR dB", "seconds"]
+    print_report(f"{workload.name} ({workload.weights}), split '{args.split}' ({len(workload.split(args.split))} samples)",
+                 header, rows, start, "mpq_gym.benchmarks.uniform_table", argv)
     return 0
 
 

@@ -63,4 +63,4 @@ def cost_table(layers: Sequence[LayerInfo], candidates: Sequence[Candidate], mod
 
 def config_cost(layers: Sequence[LayerInfo], config: Config, model: LayerCost) -> float:
     """Total cost of a configuration under one model."""
-    return float(sum(model(layer, *config[layer.name]) for layer in layers))
+    return float(sum(model(layer, config[layer.name].w_bits, config[layer.name].a_bits) for layer in layers))

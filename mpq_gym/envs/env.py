@@ -13,6 +13,7 @@ from mpq_gym.envs.budget import ENFORCEMENT_MODES, Budget, budget_table
 from mpq_gym.envs.features import STATIC_FEATURES, group_features, normalised_sensitivity
 from mpq_gym.envs.registration import require_env_id
 from mpq_gym.problem import Problem
+from mpq_gym.quant.quantizers import QuantSettings
 from mpq_gym.workloads import Workload, get_workload
 
 REWARD_MODES = ("surrogate", "exact", "hybrid")
@@ -23,13 +24,15 @@ REWARD_SHAPINGS = ("delta", "quality", "relative")
 def build_problem(workload: str | Workload = "digits_cnn", candidates: str | Sequence = "hardware",
                   tied: Sequence[Sequence[str]] | str = (), data_dir: str | None = None, weights: str | None = None,
                   random_weights: bool = False, workload_kwargs: dict | None = None, lut: str | None = None,
-                  sensitivity_images: int = 256, surrogate_points: int = 16, progress: bool = False) -> Problem:
-    """The :class:`Problem` an env with these keyword arguments searches (phase-1 table not yet computed)."""
+                  sensitivity_images: int = 256, surrogate_points: int = 16, weight_rounding: str = "nearest",
+                  progress: bool = False) -> Problem:
+    """The :class:`Problem` an env with these keyword arguments searches (phase-1 table not yet computed).
+    ``weight_rounding="adaround"`` learns integer weights' rounding once per (layer, bits) and caches it."""
     if isinstance(workload, str):
         workload = get_workload(workload, data_dir=data_dir, weights=weights, random_weights=random_weights,
                                 **(workload_kwargs or {}))
-    return Problem(workload, candidates, tied=tied, lut=lut, sensitivity_images=sensitivity_images,
-                   surrogate_points=surrogate_points, progress=progress)
+    return Problem(workload, candidates, tied=tied, settings=QuantSettings(weight_rounding=weight_rounding), lut=lut,
+                   sensitivity_images=sensitivity_images, surrogate_points=surrogate_points, progress=progress)
 
 
 #: the env keyword arguments that define its problem (the rest define the episode)
@@ -69,7 +72,7 @@ class MixedPrecisionEnv(gym.Env):
                  penalty_coef: float = 10.0, continuous: bool = False, tied: Sequence[Sequence[str]] | str = (),
                  data_dir: str | None = None, weights: str | None = None, random_weights: bool = False,
                  workload_kwargs: dict | None = None, lut: str | None = None, sensitivity_images: int = 256,
-                 surrogate_points: int = 16, progress: bool = False,
+                 surrogate_points: int = 16, weight_rounding: str = "nearest", progress: bool = False,
                  problem: Problem | None = None, render_mode: str | None = None) -> None:
         if enforcement not in ENFORCEMENT_MODES:
             raise ValueError(f"enforcement must be one of {ENFORCEMENT_MODES}, got {enforcement!r}")
@@ -80,7 +83,7 @@ class MixedPrecisionEnv(gym.Env):
         self.reward_shaping = reward_shaping
         if problem is None:
             problem = build_problem(workload, candidates, tied, data_dir, weights, random_weights, workload_kwargs,
-                                    lut, sensitivity_images, surrogate_points, progress)
+                                    lut, sensitivity_images, surrogate_points, weight_rounding, progress)
         self.problem = problem
         self.enforcement, self.reward_mode = enforcement, reward_mode
         self.reward_scale, self.penalty_coef = reward_scale, penalty_coef

@@ -6,13 +6,19 @@ import gymnasium as gym
 from mpq_gym.errors import ConfigError
 
 ENTRY_POINT = "mpq_gym.envs.env:MixedPrecisionEnv"
-#: id model name -> (workload, number of quantizable layers = steps per episode without ties)
-MODELS: dict[str, tuple[str, int]] = {
-    "ResNet18": ("resnet18", 21),
-    "ResNet50": ("resnet50", 54),
-    "MobileNetV2": ("mobilenet_v2", 53),
-    "EfficientNetLite0": ("efficientnet_lite0", 50),
-    "DigitsCNN": ("digits_cnn", 4),
+#: id model name -> (workload, number of quantizable layers = steps per episode without ties, or None when
+#: it depends on the model, extra default kwargs)
+MODELS: dict[str, tuple[str, int | None, dict]] = {
+    "ResNet18": ("resnet18", 21, {}),
+    "ResNet50": ("resnet50", 54, {}),
+    "MobileNetV2": ("mobilenet_v2", 53, {}),
+    "EfficientNetLite0": ("efficientnet_lite0", 50, {}),
+    "DigitsCNN": ("digits_cnn", 4, {}),
+    # Spearman lives in [-1, 1]: reward 10 x Δ makes 0.01 of Spearman weigh what 1 top-1 point does (0.1)
+    "MiniLM": ("minilm", 36, {"reward_scale": 10.0, "sensitivity_images": 32}),
+    # any Hugging Face checkpoint: gym.make("MixedPrecision-HF-v0", workload="hf:<id or dir>",
+    #                                       workload_kwargs={"dataset": "data.csv"})
+    "HF": ("hf:", None, {}),
 }
 
 
@@ -23,12 +29,12 @@ def env_ids() -> list[str]:
 
 def register_envs() -> None:
     """Register all ids (idempotent)."""
-    for model, (workload, steps) in MODELS.items():
+    for model, (workload, steps, extra) in MODELS.items():
         for prefix, continuous in (("MixedPrecision", False), ("MixedPrecisionContinuous", True)):
             env_id = f"{prefix}-{model}-v0"
             if env_id not in gym.registry:
                 gym.register(id=env_id, entry_point=ENTRY_POINT, max_episode_steps=steps,
-                             kwargs={"workload": workload, "continuous": continuous})
+                             kwargs={"workload": workload, "continuous": continuous, **extra})
 
 
 def require_env_id(env_id: str) -> None:

@@ -6,7 +6,8 @@ import time
 
 from mpq_gym.cli import add_workload_args, print_json, run_cli, workload_from_args
 from mpq_gym.config import parse_config
-from mpq_gym.evaluate.exact import ExactEvaluator
+from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
+from mpq_gym.quant.quantizers import WEIGHT_ROUNDING, QuantSettings
 from mpq_gym.workloads.base import ALL_SPLITS, SPLITS
 
 
@@ -14,15 +15,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mpq_gym.evaluate", description=__doc__)
     add_workload_args(parser)
     parser.add_argument("--config", default="uniform:W8A8",
-                        help="'fp32', 'uniform:W<w>A<a>' or a JSON file {layer: [w_bits, a_bits]} ('*' = default)")
+                        help="'fp32', 'uniform:W<w>A<a>[-<format>]' or a JSON file {layer: [w_bits, a_bits(, format)]} "
+                             "('*' = default)")
     parser.add_argument("--split", default="test", choices=[*SPLITS, ALL_SPLITS])
+    parser.add_argument("--weight-rounding", default="nearest", choices=WEIGHT_ROUNDING)
     args = parser.parse_args(argv)
     workload = workload_from_args(args)
-    evaluator = ExactEvaluator(workload)
+    evaluator = ExactEvaluator(workload, build_quantized_model(workload, QuantSettings(weight_rounding=args.weight_rounding)))
     config = parse_config(args.config, evaluator.qmodel.layer_names)
     start = time.perf_counter()
     metrics = evaluator.evaluate(config, args.split)
     print_json({"workload": workload.name, "weights": workload.weights, "config": args.config, "split": args.split,
+                "weight_rounding": args.weight_rounding,
                 "images": len(workload.split(args.split)), **metrics,
                 "seconds": round(time.perf_counter() - start, 3)})
     return 0

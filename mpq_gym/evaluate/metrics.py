@@ -23,3 +23,23 @@ def sqnr_db(outputs: torch.Tensor, reference: torch.Tensor) -> float:
     if noise == 0.0:
         return math.inf
     return 10.0 * math.log10(max(signal, 1e-300) / noise)
+
+
+def sts_metrics(embeddings: torch.Tensor, gold: torch.Tensor, fp32_embeddings: torch.Tensor) -> dict[str, float]:
+    """Sentence-pair similarity: Spearman correlation between the cosine similarity of each pair's two
+    embeddings [n, 2, d] and the gold score, plus the label-free cosine fidelity (mean cosine between
+    each embedding and its FP32 counterpart)."""
+    from scipy.stats import spearmanr
+    cosine = torch.nn.functional.cosine_similarity(embeddings[:, 0], embeddings[:, 1], dim=-1)
+    fidelity = torch.nn.functional.cosine_similarity(embeddings.flatten(0, 1), fp32_embeddings.flatten(0, 1), dim=-1)
+    return {"spearman": float(spearmanr(cosine.double().numpy(), gold.double().numpy()).statistic),
+            "cosine_fidelity": float(fidelity.mean())}
+
+
+def perplexity_metrics(token_nll: torch.Tensor, mask: torch.Tensor, fp32_token_nll: torch.Tensor) -> dict[str, float]:
+    """Language modelling from per-token negative log-likelihoods [n, length] (0 at padding) and the
+    mask of scored tokens: perplexity, mean NLL, and ``neg_perplexity`` (higher is better, the metric
+    searches maximise)."""
+    nll = float(token_nll.double().sum() / mask.double().sum().clamp_min(1))
+    perplexity = math.exp(min(nll, 700.0))
+    return {"neg_perplexity": -perplexity, "perplexity": perplexity, "nll": nll}

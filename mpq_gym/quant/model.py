@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import astuple
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -11,24 +12,27 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
-from mpq_gym.config import FLOAT_BITS, SUPPORTED_BITS, Config, Candidate
+from mpq_gym.config import DEFAULT_FORMAT, FLOAT_BITS, FP32, SUPPORTED_BITS, Config
 from mpq_gym.errors import ConfigError
+from mpq_gym.quant.adaround import ADAROUND_FORMAT, adaround, collect_rows
+from mpq_gym.quant.formats import ActQuant, WeightQuant, activation_quantizer, int_act_quant, weight_quantizer
 from mpq_gym.quant.graph import LayerInfo, discover_layers, fold_batchnorm
-from mpq_gym.quant.quantizers import (ActivationObserver, ActRange, QuantSettings, fake_quant_activation,
-                                      fake_quant_weight, weight_scales)
+from mpq_gym.quant.quantizers import ActivationObserver, ActRange, QuantSettings
 
 log = logging.getLogger(__name__)
 QUANT_BITS = [b for b in SUPPORTED_BITS if b != FLOAT_BITS]
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 class QuantizedModel(nn.Module):
-    """Fake-quantized copy of a model (BN folded) with per-layer (weight bits, activation bits).
+    """Fake-quantized copy of a model (BN folded) with a per-layer candidate (weight bits, activation bits,
+    number format).
 
-    Quantized weights are cached in memory per (layer, bits); weight scales and activation ranges are
-    also cached on disk under ``cache_key``, so :meth:`set_config` never re-quantizes or re-traces.
-    Activation ranges are calibrated lazily, on the first configuration that quantizes activations,
-    by running the FP32 model over ``calibration_batches()``.
+    Quantized weights are cached in memory per (layer, bits, format); weight quantizers, activation
+    ranges and AdaRound weights are also cached on disk under ``cache_key``, so :meth:`set_config` never
+    re-quantizes or re-traces. Activation ranges are calibrated lazily, on the first configuration that
+    quantizes activations, by running the FP32 model over ``calibration_batches()``; the calibration
+    sample stays in memory so other number formats are fitted without another pass.
     """
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor,
@@ -45,13 +49,17 @@ class QuantizedModel(nn.Module):
         self._modules_q = {n: self.model.get_submodule(n) for n in self.layer_names}
         self._fp32_weights = {n: m.weight.detach().clone() for n, m in self._modules_q.items()}
         self._calibration_batches = calibration_batches
-        self._qweights: dict[tuple[str, int], torch.Tensor] = {}
-        self._act_params: dict[str, tuple[float, int, int] | None] = {n: None for n in self.layer_names}
-        self._config: Config = {n: Candidate(FLOAT_BITS, FLOAT_BITS) for n in self.layer_names}
+        self._cache_key = cache_key
+        self._qweights: dict[tuple[str, int, str], torch.Tensor] = {}
+        self._act_quant: dict[str, ActQuant | None] = {n: None for n in self.layer_names}
+        self._config: Config = {n: FP32 for n in self.layer_names}
         self._cache_path: Path | None = (
             cache_dir() / "quant" / f"{content_hash(cache_key, settings, CACHE_FORMAT)}.pt" if cache_key else None)
-        self._weight_scales: dict[tuple[str, int], torch.Tensor] = {}
+        self._weight_quant: dict[tuple[str, int, str], WeightQuant] = {}
         self._act_ranges: dict[str, dict[int, ActRange]] = {}
+        self._act_formats: dict[tuple[str, int, str], ActQuant] = {}
+        self._observers: dict[str, ActivationObserver] = {}
+        self._adaround: dict[tuple[str, int], torch.Tensor] = {}
         self._dirty = False
         self._load_cache()
         for name, module in self._modules_q.items():
@@ -62,45 +70,109 @@ class QuantizedModel(nn.Module):
         if self._cache_path is None or not self._cache_path.exists():
             return
         data = load_cached(self._cache_path)
-        self._weight_scales = data["weight_scales"]
+        self._weight_quant = {k: WeightQuant(*v) for k, v in data["weight_quant"].items()}
         self._act_ranges = {n: {b: ActRange(*r) for b, r in v.items()} for n, v in data["act_ranges"].items()}
+        self._act_formats = {k: ActQuant(*v) for k, v in data["act_formats"].items()}
 
     def _save_cache(self) -> None:
         if self._cache_path is None or not self._dirty:
             return
-        save_atomic({"weight_scales": self._weight_scales,
-                     "act_ranges": {n: {b: (r.lo, r.hi) for b, r in v.items()} for n, v in self._act_ranges.items()}},
+        save_atomic({"weight_quant": {k: (q.fmt, q.bits, q.scale) for k, q in self._weight_quant.items()},
+                     "act_ranges": {n: {b: (r.lo, r.hi) for b, r in v.items()} for n, v in self._act_ranges.items()},
+                     "act_formats": {k: astuple(q) for k, q in self._act_formats.items()}},
                     self._cache_path)
         self._dirty = False
 
     # ----------------------------------------------------------- quantizers
     def _make_act_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple) -> tuple | None:
-            params = self._act_params[name]
-            if params is None:
+            quantizer = self._act_quant[name]
+            if quantizer is None:
                 return None
-            scale, zero_point, bits = params
-            return (fake_quant_activation(inputs[0], scale, zero_point, bits), *inputs[1:])
+            return (quantizer(inputs[0]), *inputs[1:])
         return hook
 
-    def quantized_weight(self, name: str, bits: int) -> torch.Tensor:
-        """The layer's weight fake-quantized at ``bits`` (cached; 32 returns the FP32 folded weight)."""
+    def weight_quantizer(self, name: str, bits: int, fmt: str = DEFAULT_FORMAT) -> WeightQuant:
+        """The layer's weight quantizer at ``bits`` in ``fmt`` (``ant`` resolved to one type; cached)."""
+        key = (name, bits, fmt)
+        if key not in self._weight_quant:
+            self._weight_quant[key] = weight_quantizer(self._fp32_weights[name], bits, fmt, self.settings.weight_range)
+            self._dirty = True
+        return self._weight_quant[key]
+
+    def quantized_weight(self, name: str, bits: int, fmt: str = DEFAULT_FORMAT) -> torch.Tensor:
+        """The layer's weight fake-quantized at ``bits`` in ``fmt`` (cached; 32 returns the FP32 folded weight).
+        With ``weight_rounding="adaround"``, integer weights use the learned rounding."""
         if bits == FLOAT_BITS:
             return self._fp32_weights[name]
-        key = (name, bits)
+        key = (name, bits, fmt)
         if key not in self._qweights:
-            if key not in self._weight_scales:
-                self._weight_scales[key] = weight_scales(self._fp32_weights[name], bits, self.settings.weight_range)
-                self._dirty = True
-            self._qweights[key] = fake_quant_weight(self._fp32_weights[name], self._weight_scales[key], bits)
+            if self._uses_adaround(bits, fmt):
+                self.prepare_adaround([(name, bits)])
+                self._qweights[key] = self._adaround[(name, bits)]
+            else:
+                self._qweights[key] = self.weight_quantizer(name, bits, fmt)(self._fp32_weights[name])
         return self._qweights[key]
 
+    def _uses_adaround(self, bits: int, fmt: str) -> bool:
+        return self.settings.weight_rounding == "adaround" and fmt == "int" and bits < 16
+
+    def _adaround_path(self, name: str, bits: int) -> Path | None:
+        if self._cache_key is None:
+            return None
+        return cache_dir() / "adaround" / f"{content_hash(self._cache_key, self.settings, ADAROUND_FORMAT, name, bits)}.pt"
+
+    def prepare_adaround(self, pairs: Iterable[tuple[str, int]]) -> None:
+        """Learn (or load from the cache) the AdaRound weights of these (layer, bits) pairs; the calibration
+        inputs are sampled once for all of them, and each result is saved as soon as it is learned."""
+        missing = []
+        for name, bits in dict.fromkeys(pairs):
+            if (name, bits) in self._adaround:
+                continue
+            path = self._adaround_path(name, bits)
+            if path is not None and path.exists():
+                self._adaround[(name, bits)] = load_cached(path)
+            else:
+                missing.append((name, bits))
+        if not missing:
+            return
+        if self._calibration_batches is None:
+            raise ConfigError("AdaRound needs calibration data: pass calibration_batches=, "
+                              "or use weight_rounding='nearest'")
+        saved = dict(self._config)
+        self.set_config({n: FP32 for n in self.layer_names})
+        layers = {name: self._modules_q[name] for name, _ in missing}
+        rows = collect_rows(self.model, layers, self._calibration_batches(), self.settings.adaround_rows)
+        for name, bits in tqdm(missing, desc="AdaRound (layer, bits)", leave=False):
+            scale = self.weight_quantizer(name, bits, "int").scale
+            result = adaround(self._fp32_weights[name], scale, bits, rows[name], getattr(layers[name], "groups", 1),
+                              iterations=self.settings.adaround_iterations)
+            self._adaround[(name, bits)] = result.weight
+            path = self._adaround_path(name, bits)
+            if path is not None:
+                save_atomic(result.weight, path)
+        self.set_config(saved)
+
     def activation_range(self, name: str, bits: int) -> ActRange:
-        """Calibrated clipping range of the layer's input at ``bits`` (calibrates on first use)."""
+        """Calibrated integer clipping range of the layer's input at ``bits`` (calibrates on first use)."""
         if name not in self._act_ranges:
             self.calibrate()
             self._save_cache()
         return self._act_ranges[name][bits]
+
+    def activation_quantizer(self, name: str, bits: int, fmt: str = DEFAULT_FORMAT) -> ActQuant:
+        """The quantizer of the layer's input at ``bits`` in ``fmt`` (``ant`` resolved to one type)."""
+        if fmt == DEFAULT_FORMAT:
+            return int_act_quant(self.activation_range(name, bits), bits)
+        key = (name, bits, fmt)
+        if key not in self._act_formats:
+            if name not in self._observers:
+                self.calibrate()
+            obs = self._observers[name]
+            self._act_formats[key] = activation_quantizer(obs.values(), obs.pairs(), obs.lo, obs.hi, bits, fmt,
+                                                          self.settings)
+            self._dirty = True
+        return self._act_formats[key]
 
     @torch.no_grad()
     def calibrate(self) -> None:
@@ -109,7 +181,7 @@ class QuantizedModel(nn.Module):
             raise ConfigError("this QuantizedModel has no calibration data, so activations cannot be "
                               "quantized: pass calibration_batches=, or use a32 (unquantized) activations")
         saved = dict(self._config)
-        self.set_config({n: Candidate(FLOAT_BITS, FLOAT_BITS) for n in self.layer_names})
+        self.set_config({n: FP32 for n in self.layer_names})
         observers = {n: ActivationObserver() for n in self.layer_names}
         handles = [m.register_forward_pre_hook(lambda mod, inp, obs=observers[n]: obs.observe(inp[0]))
                    for n, m in self._modules_q.items()]
@@ -119,9 +191,11 @@ class QuantizedModel(nn.Module):
         finally:
             for h in handles:
                 h.remove()
-        for name, obs in tqdm(observers.items(), desc="activation ranges", leave=False):
-            self._act_ranges[name] = obs.ranges(QUANT_BITS, self.settings)
-        self._dirty = True
+        if len(self._act_ranges) < len(self.layer_names):
+            for name, obs in tqdm(observers.items(), desc="activation ranges", leave=False):
+                self._act_ranges[name] = obs.ranges(QUANT_BITS, self.settings)
+            self._dirty = True
+        self._observers = observers
         self.set_config(saved)
 
     # ------------------------------------------------------------ switching
@@ -134,14 +208,16 @@ class QuantizedModel(nn.Module):
                               f"unknown {extra[:3]}); build it from QuantizedModel.layer_names")
         if any(c.a_bits != FLOAT_BITS for c in config.values()) and len(self._act_ranges) < len(self.layer_names):
             self.calibrate()  # before any layer is switched: calibration runs the FP32 model
+        needs_act_sample = any(c.a_bits != FLOAT_BITS and c.fmt != DEFAULT_FORMAT
+                               and (n, c.a_bits, c.fmt) not in self._act_formats for n, c in config.items())
+        if needs_act_sample and not self._observers:
+            self.calibrate()
+        self.prepare_adaround([(n, c.w_bits) for n, c in config.items() if self._uses_adaround(c.w_bits, c.fmt)])
         for name, cand in config.items():
             module = self._modules_q[name]
-            module.weight.data = self.quantized_weight(name, cand.w_bits)
-            if cand.a_bits == FLOAT_BITS:
-                self._act_params[name] = None
-            else:
-                scale, zero_point = self.activation_range(name, cand.a_bits).scale_zero_point(cand.a_bits)
-                self._act_params[name] = (scale, zero_point, cand.a_bits)
+            module.weight.data = self.quantized_weight(name, cand.w_bits, cand.fmt)
+            self._act_quant[name] = (None if cand.a_bits == FLOAT_BITS
+                                     else self.activation_quantizer(name, cand.a_bits, cand.fmt))
         self._config = dict(config)
         self._save_cache()
 

@@ -5,27 +5,39 @@ All rounding goes through torch's own fake-quant ops; this module only decides t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 WEIGHT_RANGE_METHODS = ("mse", "minmax")
 ACT_RANGE_METHODS = ("mse", "percentile", "minmax")
+WEIGHT_ROUNDING = ("nearest", "adaround")
 
 
 @dataclass(frozen=True)
 class QuantSettings:
-    """How ranges are chosen. Part of every cache key."""
+    """How ranges are chosen and weights rounded. Part of every cache key.
+
+    ``weight_rounding="adaround"`` learns each integer weight's rounding (AdaRound) once per
+    (layer, bits) on ``adaround_rows`` sampled input rows of the calibration split, over
+    ``adaround_iterations`` steps; see :mod:`mpq_gym.quant.adaround`.
+    """
 
     weight_range: str = "mse"
     act_range: str = "mse"
     act_percentile: float = 99.99
     fold_bn: bool = True
+    weight_rounding: str = "nearest"
+    adaround_iterations: int = 1000
+    adaround_rows: int = 4096
 
     def __post_init__(self) -> None:
         if self.weight_range not in WEIGHT_RANGE_METHODS:
             raise ValueError(f"weight_range must be one of {WEIGHT_RANGE_METHODS}, got {self.weight_range!r}")
         if self.act_range not in ACT_RANGE_METHODS:
             raise ValueError(f"act_range must be one of {ACT_RANGE_METHODS}, got {self.act_range!r}")
+        if self.weight_rounding not in WEIGHT_ROUNDING:
+            raise ValueError(f"weight_rounding must be one of {WEIGHT_ROUNDING}, got {self.weight_rounding!r}")
 
 
 def _signed_limits(bits: int) -> tuple[int, int]:
@@ -45,26 +57,36 @@ def _channel_errors(flat: torch.Tensor, scale: torch.Tensor, qmin: int, qmax: in
     return y.round_().clamp_(qmin, qmax).mul_(scale[:, None]).sub_(flat).pow_(2).sum(dim=1)
 
 
+def search_clip(flat: torch.Tensor, errors_at: Callable[[torch.Tensor], torch.Tensor], coarse: int = 19,
+                fine: int = 10, low: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel clipping value with the least error: ``errors_at(clip [channels]) -> error [channels]``
+    over clip = absmax x ratio, a coarse grid of ratios in [low, 1], then a fine grid (step 0.01) around
+    each channel's best. Returns (clip, its error) per channel."""
+    absmax = flat.abs().amax(dim=1).clamp_min(1e-12)
+
+    def search(ratios: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ratios [n, channels] -> (best ratio, its error) per channel."""
+        errors = torch.stack([errors_at(absmax * r) for r in ratios])
+        best = errors.argmin(dim=0)
+        return ratios.gather(0, best[None]).squeeze(0), errors.gather(0, best[None]).squeeze(0)
+
+    channels = flat.shape[0]
+    ratio, err = search(torch.linspace(low, 1.0, coarse)[:, None].expand(coarse, channels))
+    offsets = torch.linspace(-0.05, 0.05, fine + 1)[:, None]
+    fine_ratio, fine_err = search((ratio[None, :] + offsets).clamp(low / 2, 1.0))
+    better = fine_err < err
+    return absmax * torch.where(better, fine_ratio, ratio), torch.where(better, fine_err, err)
+
+
 def weight_scales(weight: torch.Tensor, bits: int, method: str = "mse", coarse: int = 19, fine: int = 10) -> torch.Tensor:
     """Per-output-channel scales; ``mse`` searches each channel's clipping ratio in [0.1, 1] for the least
     squared error: a coarse grid (step 0.05), then a fine grid (step 0.01) around each channel's best."""
     flat = weight.detach().reshape(weight.shape[0], -1).float()
     qmin, qmax = _signed_limits(bits)
-    absmax = flat.abs().amax(dim=1).clamp_min(1e-12)
     if method == "minmax":
-        return absmax / qmax
-
-    def search(ratios: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ratios [n, channels] -> (best ratio, its error) per channel."""
-        errors = torch.stack([_channel_errors(flat, absmax * r / qmax, qmin, qmax) for r in ratios])
-        best = errors.argmin(dim=0)
-        return ratios.gather(0, best[None]).squeeze(0), errors.gather(0, best[None]).squeeze(0)
-
-    channels = flat.shape[0]
-    ratio, err = search(torch.linspace(0.1, 1.0, coarse)[:, None].expand(coarse, channels))
-    offsets = torch.linspace(-0.05, 0.05, fine + 1)[:, None]
-    fine_ratio, fine_err = search((ratio[None, :] + offsets).clamp(0.05, 1.0))
-    return absmax * torch.where(fine_err < err, fine_ratio, ratio) / qmax
+        return flat.abs().amax(dim=1).clamp_min(1e-12) / qmax
+    clip, _ = search_clip(flat, lambda c: _channel_errors(flat, c / qmax, qmin, qmax), coarse, fine)
+    return clip / qmax
 
 
 @dataclass(frozen=True)
@@ -94,26 +116,46 @@ def fake_quant_activation(x: torch.Tensor, scale: float, zero_point: int, bits: 
 
 
 class ActivationObserver:
-    """Collects a bounded, deterministic sample of one layer's input values plus its exact min/max."""
+    """Collects a bounded, deterministic sample of one layer's input values plus its exact min/max, and
+    a sample of adjacent pairs along the last dimension (for pair formats such as OliVe)."""
 
-    def __init__(self, max_per_batch: int = 1 << 15) -> None:
+    def __init__(self, max_per_batch: int = 1 << 15, pairs_per_batch: int = 1 << 13) -> None:
         self.max_per_batch = max_per_batch
+        self.pairs_per_batch = pairs_per_batch
         self.samples: list[torch.Tensor] = []
+        self.pair_samples: list[torch.Tensor] = []
         self.lo = float("inf")
         self.hi = float("-inf")
         self._generator = torch.Generator().manual_seed(0)
+        self._pair_generator = torch.Generator().manual_seed(1)
 
     def observe(self, x: torch.Tensor) -> None:
         flat = x.detach().reshape(-1).float()
         self.lo = min(self.lo, flat.min().item())
         self.hi = max(self.hi, flat.max().item())
+        sample = flat
         if flat.numel() > self.max_per_batch:  # random, not strided: a stride aliases with the NCHW layout
-            flat = flat[torch.randint(flat.numel(), (self.max_per_batch,), generator=self._generator)]
-        self.samples.append(flat.clone())
+            sample = flat[torch.randint(flat.numel(), (self.max_per_batch,), generator=self._generator)]
+        self.samples.append(sample.clone())
+        rows = x.detach().float().reshape(-1, x.shape[-1])
+        if rows.shape[1] % 2:  # as at run time: an odd last dimension gets a zero partner
+            rows = torch.nn.functional.pad(rows, (0, 1))
+        rows = rows.reshape(-1, 2)
+        if len(rows) > self.pairs_per_batch:
+            rows = rows[torch.randint(len(rows), (self.pairs_per_batch,), generator=self._pair_generator)]
+        self.pair_samples.append(rows.clone())
+
+    def values(self) -> torch.Tensor:
+        """All sampled values, concatenated."""
+        return torch.cat(self.samples) if self.samples else torch.zeros(1)
+
+    def pairs(self) -> torch.Tensor:
+        """All sampled adjacent pairs [n, 2]."""
+        return torch.cat(self.pair_samples) if self.pair_samples else torch.zeros(1, 2)
 
     def ranges(self, bits_list: list[int], settings: QuantSettings) -> dict[int, ActRange]:
         """Clipping range for each bit-width."""
-        values = torch.cat(self.samples) if self.samples else torch.zeros(1)
+        values = self.values()
         return {b: activation_range(values, self.lo, self.hi, b, settings) for b in bits_list}
 
 

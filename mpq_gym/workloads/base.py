@@ -5,6 +5,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +22,26 @@ def seeded_init(seed: int = 0) -> Iterator[None]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         yield
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """How many samples go to calibration and search; ``test`` takes the rest unless given."""
+
+    calibration: int = 256
+    search: int = 256
+    test: int | None = None
+
+
+def split_indices(n: int, sizes: SplitSizes, seed: int = 0, what: str = "the data") -> dict[str, np.ndarray]:
+    """Disjoint calibration / search / test indices into ``n`` samples, from one seeded permutation."""
+    test = sizes.test if sizes.test is not None else n - sizes.calibration - sizes.search
+    if min(sizes.calibration, sizes.search, test) <= 0 or sizes.calibration + sizes.search + test > n:
+        raise ValueError(f"split sizes {sizes} do not fit the {n} samples of {what}; "
+                         "pass split_sizes=SplitSizes(calibration, search, test) that fit")
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.cumsum([0, sizes.calibration, sizes.search, test])
+    return {name: order[lo:hi] for name, lo, hi in zip(SPLITS, bounds[:-1], bounds[1:])}
 
 
 #: metric(outputs, targets, fp32_outputs) -> {name: value}; outputs are the model's, concatenated.
@@ -65,6 +86,8 @@ class Workload:
     weights: str
     load_splits: Callable[[], Mapping[str, Split]]
     batch_size: int = 64
+    #: a batch-1 model input; default: random values of ``input_shape`` (set it for token inputs)
+    example: Callable[[], torch.Tensor] | None = None
     _splits: dict[str, Split] | None = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
 
@@ -93,6 +116,8 @@ class Workload:
 
     def example_input(self) -> torch.Tensor:
         """A batch-1 input of the right shape (structure only: values are not data)."""
+        if self.example is not None:
+            return self.example()
         return torch.randn((1, *self.input_shape), generator=torch.Generator().manual_seed(0))
 
     def calibration_batches(self) -> Iterator[torch.Tensor]:

@@ -5,7 +5,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms
@@ -13,13 +12,11 @@ from tqdm.auto import tqdm
 
 from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
 from mpq_gym.errors import MissingDataError
-from mpq_gym.workloads.base import SPLITS, Split
+from mpq_gym.workloads.base import SplitSizes, Split, split_indices
+from mpq_gym.workloads.locate import DATA_ENV, data_sources
 
-DATA_ENV = "MPQ_GYM_DATA"
 IMAGENET_CLASSES = 1000
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
-#: Where the repository's reference data lives when the project is checked out beside ``shared/``.
-_SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -39,15 +36,6 @@ class ImagePreprocessing:
         return (images_u8.float() / 255.0 - mean) / std
 
 
-@dataclass(frozen=True)
-class SplitSizes:
-    """How many images go to calibration and search; ``test`` takes the rest unless given."""
-
-    calibration: int = 256
-    search: int = 256
-    test: int | None = None
-
-
 def _candidate_roots(root: Path) -> list[Path]:
     return [root / "imagenet-sample" / "val", root / "val", root]
 
@@ -55,13 +43,8 @@ def _candidate_roots(root: Path) -> list[Path]:
 def find_imagenet_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """Locate an ``ImageFolder`` root with 1000 class folders: ``data_dir``, ``$MPQ_GYM_DATA``, ``../shared/data``."""
     tried: list[Path] = []
-    sources = [Path(data_dir)] if data_dir else []
-    if not data_dir and os.environ.get(DATA_ENV):
-        sources.append(Path(os.environ[DATA_ENV]))
-    if not sources:
-        sources = [Path.cwd().parent / "shared" / "data", _SHARED_DATA]
-    for source in sources:
-        for root in _candidate_roots(source.expanduser()):
+    for source in data_sources(data_dir):
+        for root in _candidate_roots(source):
             tried.append(root)
             if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
                 n_classes = sum(1 for p in root.iterdir() if p.is_dir())
@@ -105,12 +88,7 @@ def load_imagenet_splits(data_dir: str | os.PathLike | None, prep: ImagePreproce
     """Deterministic calibration / search / test splits, decoded once and cached on disk as uint8 crops."""
     root = find_imagenet_dir(data_dir)
     paths, labels = list_images(root)
-    n = len(paths)
-    test = sizes.test if sizes.test is not None else n - sizes.calibration - sizes.search
-    if min(sizes.calibration, sizes.search, test) <= 0 or sizes.calibration + sizes.search + test > n:
-        raise ValueError(f"split sizes {sizes} do not fit the {n} images in {root}")
-    order = np.random.default_rng(seed).permutation(n)
-    bounds = np.cumsum([0, sizes.calibration, sizes.search, test])
+    indices = split_indices(len(paths), sizes, seed, f"the images in {root}")
     listing = [(str(p.relative_to(root)), p.stat().st_size) for p in paths]
     key = content_hash(str(root), listing, prep, sizes, seed)
     cache_file = cache_dir() / "data" / f"imagenet-{key}.pt"
@@ -118,8 +96,7 @@ def load_imagenet_splits(data_dir: str | os.PathLike | None, prep: ImagePreproce
         stored = load_cached(cache_file)
     else:
         stored = {}
-        for name, lo, hi in zip(SPLITS, bounds[:-1], bounds[1:]):
-            idx = order[lo:hi]
+        for name, idx in indices.items():
             stored[name] = (_decode([paths[i] for i in idx], prep, f"decoding {name} images"),
                             torch.tensor([labels[i] for i in idx]))
         save_atomic(stored, cache_file)

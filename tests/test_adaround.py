@@ -1,0 +1,67 @@
+"""AdaRound: the row formulation matches the layers, learned rounding beats nearest, and it is cached
+per (layer, bits) and reused by the evaluator, sensitivity and the env."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mpq_gym.config import Candidate, uniform_config
+from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
+from mpq_gym.quant.adaround import adaround, layer_rows, rows_output
+from mpq_gym.quant.quantizers import QuantSettings, weight_scales
+
+ADAROUND = QuantSettings(weight_rounding="adaround", adaround_iterations=300, adaround_rows=1024)
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_rows_reproduce_the_conv_output(groups):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=groups, bias=False)
+    x = torch.randn(2, 8, 9, 9)
+    expected = conv(x).permute(0, 2, 3, 1).reshape(-1, 8)
+    assert torch.allclose(rows_output(layer_rows(conv, x), conv.weight, groups), expected, atol=1e-5)
+    linear = nn.Linear(8, 5, bias=False)
+    tokens = torch.randn(2, 7, 8)
+    assert torch.allclose(rows_output(layer_rows(linear, tokens), linear.weight, 1), F.linear(tokens, linear.weight)
+                          .reshape(-1, 5), atol=1e-5)
+
+
+def test_learned_rounding_beats_nearest_and_stays_on_the_grid():
+    torch.manual_seed(0)
+    weight = torch.randn(16, 32)
+    rows = torch.randn(2048, 32) @ torch.randn(32, 32)  # correlated inputs: where AdaRound helps
+    scale = weight_scales(weight, 3)
+    result = adaround(weight, scale, 3, rows, iterations=500)
+    assert result.error < 0.9 * result.nearest_error
+    units = result.weight / scale[:, None]
+    assert torch.allclose(units, units.round(), atol=1e-4) and units.min() >= -4 and units.max() <= 3
+    assert ((units.round() - torch.floor(weight / scale[:, None])).abs() <= 1).all()  # floor or ceil only
+
+
+def test_adaround_model_is_better_and_cached(digits, monkeypatch):
+    nearest = ExactEvaluator(digits, build_quantized_model(digits), progress=False)
+    learned = ExactEvaluator(digits, build_quantized_model(digits, ADAROUND), progress=False)
+    w3 = uniform_config(nearest.qmodel.layer_names, Candidate(3, 32))
+    assert learned.evaluate(w3, "test")["sqnr_db"] > nearest.evaluate(w3, "test")["sqnr_db"] + 3
+    monkeypatch.setattr("mpq_gym.quant.model.adaround", lambda *a, **k: pytest.fail("should come from the cache"))
+    again = build_quantized_model(digits, ADAROUND)
+    again.set_config(w3)
+    name = again.layer_names[1]
+    assert torch.equal(again.quantized_weight(name, 3), learned.qmodel.quantized_weight(name, 3))
+
+
+def test_env_and_sensitivity_use_adaround(digits):
+    from mpq_gym.envs import MixedPrecisionEnv
+    from mpq_gym.envs.env import build_problem
+    from mpq_gym.problem import Problem
+    assert build_problem(weight_rounding="adaround").evaluator.qmodel.settings.weight_rounding == "adaround"
+    candidates = "W2A8,W3A8,W8A8"
+    learned = Problem(digits, candidates, settings=ADAROUND, sensitivity_images=64, progress=False)
+    rounded = Problem(digits, candidates, sensitivity_images=64, progress=False)
+    # 2-bit weights: learned rounding makes every layer less sensitive
+    assert learned.sensitivity.sqnr_db[:, 0].mean() > rounded.sensitivity.sqnr_db[:, 0].mean()
+    env = MixedPrecisionEnv(problem=learned, budget=0.5)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
