@@ -39,7 +39,7 @@ class Problem:
                  lut: LookupTableCost | str | None = None, split: str = "search", sensitivity_images: int = 256,
                  surrogate_points: int = 16, seed: int = 0, progress: bool = True) -> None:
         self.workload = workload
-        self.evaluator = ExactEvaluator(workload, build_quantized_model(workload, settings), progress=progress)
+        self.evaluator = ExactEvaluator(workload, build_quantized_model(workload, settings, progress), progress=progress)
         self.layers = self.evaluator.qmodel.layers
         self.layer_names = [layer.name for layer in self.layers]
         self.candidates = parse_candidates(candidates)

@@ -52,13 +52,19 @@ def test_adaround_model_is_better_and_cached(digits, monkeypatch):
     assert torch.equal(again.quantized_weight(name, 3), learned.qmodel.quantized_weight(name, 3))
 
 
-def test_env_and_sensitivity_use_adaround(digits):
+def test_env_and_sensitivity_use_adaround(digits, monkeypatch):
+    import mpq_gym.quant.model as qmodel_module
     from mpq_gym.envs import MixedPrecisionEnv
     from mpq_gym.envs.env import build_problem
     from mpq_gym.problem import Problem
     assert build_problem(weight_rounding="adaround").evaluator.qmodel.settings.weight_rounding == "adaround"
     candidates = "W2A8,W3A8,W8A8"
     learned = Problem(digits, candidates, settings=ADAROUND, sensitivity_images=64, progress=False)
+    passes = []
+    real_collect = qmodel_module.collect_rows
+    monkeypatch.setattr(qmodel_module, "collect_rows", lambda *a, **k: passes.append(1) or real_collect(*a, **k))
+    learned.sensitivity
+    assert len(passes) == 1  # every (layer, bits) learned from one pass over the calibration data
     rounded = Problem(digits, candidates, sensitivity_images=64, progress=False)
     # 2-bit weights: learned rounding makes every layer less sensitive
     assert learned.sensitivity.sqnr_db[:, 0].mean() > rounded.sensitivity.sqnr_db[:, 0].mean()

@@ -39,10 +39,11 @@ def markdown(summary: list[dict]) -> str:
     lines = ["| budget | policy | seeds | quality IQM [95 % CI] | Δ vs FP32 | BOPs ratio | size ratio | in budget "
              "| exact evals (+ surrogate calib.) | search wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
-        ci = f" [{s['ci_low']:.2f}, {s['ci_high']:.2f}]" if s["seeds"] > 1 else ""
+        d = 4 if abs(s["fp32_quality"]) <= 1 else 2  # correlations (Spearman) need more decimals than top-1 %
+        ci = f" [{s['ci_low']:.{d}f}, {s['ci_high']:.{d}f}]" if s["seeds"] > 1 else ""
         extra = f" (+{s['surrogate_evaluations']:.0f})" if s["surrogate_evaluations"] else ""
-        lines.append(f"| {s['budget']:g} | {s['policy']} | {s['seeds']} | {s['quality_iqm']:.2f}{ci} | "
-                     f"{s['quality_iqm'] - s['fp32_quality']:+.2f} | {s['bops_ratio']:.4f} | "
+        lines.append(f"| {s['budget']:g} | {s['policy']} | {s['seeds']} | {s['quality_iqm']:.{d}f}{ci} | "
+                     f"{s['quality_iqm'] - s['fp32_quality']:+.{d}f} | {s['bops_ratio']:.4f} | "
                      f"{s['size_bits_ratio']:.4f} | {'yes' if s['within_budget'] else 'NO'} | "
                      f"{s['exact_evaluations']:.1f}{extra} | {s['wall_s']:.1f} |")
     return "\n".join(lines) + "\n"

@@ -18,10 +18,11 @@ from mpq_gym.workloads.base import Workload
 EVAL_FORMAT = 2
 
 
-def build_quantized_model(workload: Workload, settings: QuantSettings = QuantSettings()) -> QuantizedModel:
+def build_quantized_model(workload: Workload, settings: QuantSettings = QuantSettings(),
+                          progress: bool = True) -> QuantizedModel:
     """Wrap a workload's model for fake quantization, with its calibration data and disk cache."""
     return QuantizedModel(workload.model, workload.example_input(), workload.calibration_batches, settings,
-                          cache_key=workload.fingerprint())
+                          cache_key=workload.fingerprint(), progress=progress)
 
 
 class ExactEvaluator:

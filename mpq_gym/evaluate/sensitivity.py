@@ -98,6 +98,7 @@ def sensitivity_rows(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Seque
     """Rows S[g, :] for the groups ``which``, visiting them in execution order so each re-runs only the
     suffix of the network after its first layer; ``on_row(g, row)`` sees each row as it is done."""
     fp32 = uniform_config(qmodel.layer_names, FP32)
+    qmodel.prepare_candidates([layer for g in which for layer in groups[g].layers], candidates)  # one data pass
     qmodel.set_config(fp32)
     stages = chain_stages(qmodel.model, inputs[:1])
     reference = _batched(stages, inputs, batch_size).float()

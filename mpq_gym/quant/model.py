@@ -12,7 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
-from mpq_gym.config import DEFAULT_FORMAT, FLOAT_BITS, FP32, SUPPORTED_BITS, Config
+from mpq_gym.config import DEFAULT_FORMAT, FLOAT_BITS, FP32, SUPPORTED_BITS, Candidate, Config
 from mpq_gym.errors import ConfigError
 from mpq_gym.quant.adaround import ADAROUND_FORMAT, adaround, collect_rows
 from mpq_gym.quant.formats import ActQuant, WeightQuant, activation_quantizer, int_act_quant, weight_quantizer
@@ -37,9 +37,11 @@ class QuantizedModel(nn.Module):
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor,
                  calibration_batches: Callable[[], Iterable[torch.Tensor]] | None = None,
-                 settings: QuantSettings = QuantSettings(), cache_key: str | None = None) -> None:
+                 settings: QuantSettings = QuantSettings(), cache_key: str | None = None,
+                 progress: bool = True) -> None:
         super().__init__()
         self.settings = settings
+        self.progress = progress
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -107,20 +109,28 @@ class QuantizedModel(nn.Module):
             return self._fp32_weights[name]
         key = (name, bits, fmt)
         if key not in self._qweights:
-            if self._uses_adaround(bits, fmt):
+            if self.uses_adaround(bits, fmt):
                 self.prepare_adaround([(name, bits)])
                 self._qweights[key] = self._adaround[(name, bits)]
             else:
                 self._qweights[key] = self.weight_quantizer(name, bits, fmt)(self._fp32_weights[name])
         return self._qweights[key]
 
-    def _uses_adaround(self, bits: int, fmt: str) -> bool:
+    def uses_adaround(self, bits: int, fmt: str = DEFAULT_FORMAT) -> bool:
+        """Whether weights at ``bits`` in ``fmt`` get learned rounding under these settings."""
         return self.settings.weight_rounding == "adaround" and fmt == "int" and bits < 16
 
     def _adaround_path(self, name: str, bits: int) -> Path | None:
         if self._cache_key is None:
             return None
         return cache_dir() / "adaround" / f"{content_hash(self._cache_key, self.settings, ADAROUND_FORMAT, name, bits)}.pt"
+
+    def prepare_candidates(self, layers: Iterable[str], candidates: Iterable[Candidate]) -> None:
+        """Learn or load, in one pass over the calibration data, the AdaRound weights that these layers
+        need under these candidates (call it before visiting configurations one layer at a time)."""
+        candidates = list(candidates)
+        self.prepare_adaround([(name, c.w_bits) for name in layers for c in candidates
+                               if self.uses_adaround(c.w_bits, c.fmt)])
 
     def prepare_adaround(self, pairs: Iterable[tuple[str, int]]) -> None:
         """Learn (or load from the cache) the AdaRound weights of these (layer, bits) pairs; the calibration
@@ -143,7 +153,7 @@ class QuantizedModel(nn.Module):
         self.set_config({n: FP32 for n in self.layer_names})
         layers = {name: self._modules_q[name] for name, _ in missing}
         rows = collect_rows(self.model, layers, self._calibration_batches(), self.settings.adaround_rows)
-        for name, bits in tqdm(missing, desc="AdaRound (layer, bits)", leave=False):
+        for name, bits in tqdm(missing, desc="AdaRound (layer, bits)", leave=False, disable=not self.progress):
             scale = self.weight_quantizer(name, bits, "int").scale
             result = adaround(self._fp32_weights[name], scale, bits, rows[name], getattr(layers[name], "groups", 1),
                               iterations=self.settings.adaround_iterations)
@@ -186,13 +196,14 @@ class QuantizedModel(nn.Module):
         handles = [m.register_forward_pre_hook(lambda mod, inp, obs=observers[n]: obs.observe(inp[0]))
                    for n, m in self._modules_q.items()]
         try:
-            for batch in tqdm(self._calibration_batches(), desc="calibrating activations", leave=False):
+            for batch in tqdm(self._calibration_batches(), desc="calibrating activations", leave=False,
+                              disable=not self.progress):
                 self.model(batch)
         finally:
             for h in handles:
                 h.remove()
         if len(self._act_ranges) < len(self.layer_names):
-            for name, obs in tqdm(observers.items(), desc="activation ranges", leave=False):
+            for name, obs in tqdm(observers.items(), desc="activation ranges", leave=False, disable=not self.progress):
                 self._act_ranges[name] = obs.ranges(QUANT_BITS, self.settings)
             self._dirty = True
         self._observers = observers
@@ -212,7 +223,7 @@ class QuantizedModel(nn.Module):
                                and (n, c.a_bits, c.fmt) not in self._act_formats for n, c in config.items())
         if needs_act_sample and not self._observers:
             self.calibrate()
-        self.prepare_adaround([(n, c.w_bits) for n, c in config.items() if self._uses_adaround(c.w_bits, c.fmt)])
+        self.prepare_adaround([(n, c.w_bits) for n, c in config.items() if self.uses_adaround(c.w_bits, c.fmt)])
         for name, cand in config.items():
             module = self._modules_q[name]
             module.weight.data = self.quantized_weight(name, cand.w_bits, cand.fmt)
