@@ -12,7 +12,6 @@ import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mpq_gym.cache import CACHE_ENV
-from mpq_gym.envs.env import problem_from_env
 from mpq_gym.errors import ConfigError
 from mpq_gym.problem import Problem
 

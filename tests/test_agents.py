@@ -12,7 +12,6 @@ from agents.haq_ddpg import HaqDDPG
 from agents.train import main as train_main
 from agents.train import train_run
 from agents.training import ALGOS, build_agent, load_agent, load_hyperparams, model_path
-from mpq_gym.errors import ConfigError
 
 KWARGS = {"candidates": "W2A8,W4A8,W8A8", "budget": 0.2}
 DISCRETE, CONTINUOUS = "MixedPrecision-DigitsCNN-v0", "MixedPrecisionContinuous-DigitsCNN-v0"

@@ -10,7 +10,8 @@ from baselines import evolutionary_search, random_search
 from mpq_gym.bench import BenchSpec, run_benchmark
 from mpq_gym.bench.runner import read_results
 from mpq_gym.envs.budget import Budget
-from mpq_gym.parallel import RayPool, problem_from_env
+from mpq_gym.envs.env import problem_from_env
+from mpq_gym.parallel import RayPool
 from mpq_gym.search import EvaluationBudgetExhausted, SearchContext
 
 ENV = "MixedPrecision-DigitsCNN-v0"

@@ -27,7 +27,8 @@ from typing import Callable
 import torch
 
 from mpq_gym.quant.quantizers import (ActRange, QuantSettings, _channel_errors, _signed_limits, activation_range,
-                                      fake_quant_activation, fake_quant_weight, search_clip, weight_scales)
+                                      adjacent_pairs, fake_quant_activation, fake_quant_weight, search_clip,
+                                      weight_scales)
 
 GRID_FORMATS = ("int", "pot", "flint")
 #: ANT chooses among these per tensor
@@ -101,10 +102,7 @@ def abfloat(magnitude: torch.Tensor, bits: int) -> torch.Tensor:
 def olive_round(y: torch.Tensor, bits: int) -> torch.Tensor:
     """OliVe-quantize ``y`` (in integer units) in adjacent pairs along the last dimension."""
     qmax = 2 ** (bits - 1) - 1
-    odd = y.shape[-1] % 2
-    if odd:
-        y = torch.nn.functional.pad(y, (0, 1))
-    pairs = y.reshape(*y.shape[:-1], -1, 2)
+    pairs = adjacent_pairs(y)
     mag = pairs.abs()
     outlier = mag > qmax + 0.5
     has_outlier = outlier.any(dim=-1, keepdim=True)
@@ -113,8 +111,7 @@ def olive_round(y: torch.Tensor, bits: int) -> torch.Tensor:
     normal = torch.round(pairs).clamp(-qmax, qmax)
     outlier_value = torch.sign(pairs) * abfloat(mag, bits)
     out = torch.where(has_outlier, torch.where(keep, outlier_value, torch.zeros_like(pairs)), normal)
-    out = out.reshape(y.shape)
-    return out[..., :-1] if odd else out
+    return out.reshape(*y.shape[:-1], -1)[..., :y.shape[-1]]
 
 
 def olive_fake_quant(x: torch.Tensor, scale: torch.Tensor | float, bits: int) -> torch.Tensor:
@@ -241,7 +238,6 @@ def activation_quantizer(values: torch.Tensor, pairs: torch.Tensor, lo: float, h
     options = [(as_int, float(((as_int(centers.clone()) - centers) ** 2 * counts).sum()))]
     options += [_grid_act_candidate(centers, counts, bits, t) for t in ("pot", "flint")]
     return min(options, key=lambda option: option[1])[0]
-    raise ValueError(f"unknown number format {fmt!r}")
 
 
 def tensor_sqnr_db(x: torch.Tensor, quantized: torch.Tensor) -> float:

