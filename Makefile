@@ -20,7 +20,7 @@ setup: $(STAMP)
 # ../shared/data, or downloaded when online; DigitsCNN when there is none): a PPO agent and the
 # baselines at one BOPs budget, the comparison table and the Pareto plot (runs/demo/).
 demo: setup
-	$(PY) -m mpq_gym.demo --out runs/demo
+	$(PY) -m mpq_gym demo --out runs/demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -8,6 +8,8 @@ evaluation code treat it like any SB3 model; ``action_masks`` are honoured when 
 """
 from __future__ import annotations
 
+import pickle
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,6 +18,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+
+from mpq_gym.errors import ConfigError, InputFileError
 
 
 @dataclass
@@ -152,25 +156,74 @@ class ReinforceLSTM:
 
     # ---------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
-        """Save weights, optimiser, baseline and sampling state (resumable)."""
+        """Save weights, optimiser, baseline and sampling state (resumable): tensors and plain values only,
+        so the file loads with ``torch.load(weights_only=True)``."""
         torch.save({"config": asdict(self.config), "seed": self.seed, "net": self.net.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-                    "torch_rng": torch.get_rng_state(), "baseline": self.baseline, "return_var": self.return_var,
+                    "torch_rng": torch.get_rng_state(), "baseline": None if self.baseline is None else float(self.baseline),
+                    "return_var": float(self.return_var),
                     "episodes_done": self.episodes_done, "obs_dim": self.obs_dim, "n_actions": self.n_actions},
                    str(path))
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env) -> "ReinforceLSTM":
-        """Load an agent saved by :meth:`save` onto ``env`` (whose spaces must match)."""
-        data = torch.load(str(path), weights_only=False)
-        agent = cls(env, ReinforceConfig(**data["config"]), data["seed"])
+        """Load an agent saved by :meth:`save` onto ``env`` (whose spaces must match).
+
+        The file is read with ``weights_only=True`` (tensors and plain values only: a checkpoint from
+        someone else cannot run code) and checked field by field; a file that is not such a checkpoint
+        is an :class:`~mpq_gym.errors.InputFileError` naming it."""
+        data = _read_checkpoint(Path(path))
+        try:
+            config = ReinforceConfig(**data["config"])
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in asdict(config).values()):
+                raise TypeError("non-numeric hyperparameters")
+        except TypeError as exc:
+            raise InputFileError(f"{path} is not a REINFORCE checkpoint written by mpq-gym ({exc}); "
+                                 "resume from the run's own checkpoints/model.pt or start a new run") from exc
+        agent = cls(env, config, data["seed"])
         if (agent.obs_dim, agent.n_actions) != (data["obs_dim"], data["n_actions"]):
-            raise ValueError(f"{path} was trained on observations of size {data['obs_dim']} and "
-                             f"{data['n_actions']} actions; this env has {agent.obs_dim} and {agent.n_actions}")
-        agent.net.load_state_dict(data["net"])
-        agent.optimizer.load_state_dict(data["optimizer"])
-        agent.generator.set_state(data["generator"])
-        torch.set_rng_state(data["torch_rng"])
-        agent.baseline, agent.return_var = data["baseline"], data["return_var"]
-        agent.episodes_done = data["episodes_done"]
+            raise ConfigError(f"{path} was trained on observations of size {data['obs_dim']} and "
+                              f"{data['n_actions']} actions; this env has {agent.obs_dim} and {agent.n_actions}")
+        try:
+            agent.net.load_state_dict(data["net"])
+            agent.optimizer.load_state_dict(data["optimizer"])
+            agent.generator.set_state(data["generator"])
+            torch.set_rng_state(data["torch_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise InputFileError(f"{path} does not fit this REINFORCE agent ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                                 "resume from the run's own checkpoints/model.pt or start a new run") from exc
+        agent.baseline, agent.return_var = data["baseline"], float(data["return_var"])
+        agent.episodes_done = int(data["episodes_done"])
         return agent
+
+
+#: fields of a REINFORCE checkpoint and the types each may hold
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "config": (dict,), "seed": (int,), "net": (dict,), "optimizer": (dict,), "generator": (torch.Tensor,),
+    "torch_rng": (torch.Tensor,), "baseline": (float, int, type(None)), "return_var": (float, int),
+    "episodes_done": (int,), "obs_dim": (int,), "n_actions": (int,)}
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A REINFORCE checkpoint, loaded with ``weights_only=True`` and checked field by field."""
+    if not path.is_file():
+        raise InputFileError(f"no REINFORCE checkpoint at {path}: did the run finish or checkpoint?")
+    try:
+        with warnings.catch_warnings():  # torch's note about a foreign pickle protocol: the error below says it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise InputFileError(f"{path} is not a REINFORCE checkpoint written by mpq-gym: it is damaged or holds "
+                             "pickled Python objects, which are never unpickled (they could run code); resume from "
+                             "an intact run folder or start a new run") from exc
+    except Exception as exc:  # noqa: BLE001 - a torn or foreign file
+        raise InputFileError(f"{path} is not a readable REINFORCE checkpoint ({type(exc).__name__}); "
+                             "resume from an intact run folder or start a new run") from exc
+    bad = ([k for k in _FIELDS if k not in data] if isinstance(data, dict) else list(_FIELDS))
+    bad += [k for k, types in _FIELDS.items() if isinstance(data, dict) and k in data
+            and (not isinstance(data[k], types) or (isinstance(data[k], bool) and bool not in types))]
+    if bad:
+        raise InputFileError(f"{path} is not a REINFORCE checkpoint written by mpq-gym (bad or missing fields "
+                             f"{bad[:4]}); resume from an intact run folder or start a new run")
+    return data

@@ -4,10 +4,21 @@ A run folder ``runs/<env>/<algo>_<seed>_<timestamp>/`` holds ``args.json`` (how 
 ``tb/`` (TensorBoard), ``episodes.csv`` (one row per episode), ``best_config.json`` (best
 configuration within budget so far), ``checkpoints/`` (latest resumable state) and the final model
 (``model.zip`` for SB3 agents, ``model.pt`` for REINFORCE).
+
+Trust: SB3's ``.zip`` and DDPG's replay buffer are pickles, which run code when loaded. Every run folder
+this machine creates is signed: ``.mpq_gym_trust`` holds an HMAC-SHA256 of its ``args.json`` under a
+per-user secret key kept in the mpq-gym cache (``$MPQ_GYM_CACHE/secrets/run_trust.key``, mode 0600).
+Resuming or replaying an SB3/DDPG run folder without a valid signature (one made elsewhere, sent by
+someone) needs ``trust=True`` (CLI: ``--trust``). REINFORCE checkpoints are tensors and plain values,
+loaded with ``weights_only=True``, so they need no trust.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import os
+import secrets
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,19 +32,23 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 
 import mpq_gym  # noqa: F401  (registers the env ids)
-from agents.haq_ddpg import HaqDDPG
-from agents.recording import EpisodeCallback, EpisodeLog
-from agents.reinforce import ReinforceConfig, ReinforceLSTM
-from mpq_gym.envs.budget import Budget
+from mpq_gym.agents.haq_ddpg import HaqDDPG
+from mpq_gym.agents.recording import EpisodeCallback, EpisodeLog
+from mpq_gym.agents.reinforce import ReinforceConfig, ReinforceLSTM
+from mpq_gym.budget import Budget
 from mpq_gym.envs.env import MixedPrecisionEnv
-from mpq_gym.errors import ConfigError
+from mpq_gym.envs.registration import require_env_id
+from mpq_gym.cache import cache_dir
+from mpq_gym.errors import ConfigError, InputFileError, UntrustedRunError
 from mpq_gym.problem import Problem
 from mpq_gym.tracking import MlflowTracker
 
 ALGOS = ("reinforce", "ddpg", "ppo", "maskable_ppo")
+#: algorithms whose saved files are pickles (SB3 .zip, DDPG replay buffer)
+PICKLED_ALGOS = ("ddpg", "ppo", "maskable_ppo")
+TRUST_FILE = ".mpq_gym_trust"
+_TRUST_CONTEXT = b"mpq-gym run folder v1\0"
 PRESETS = Path(__file__).parent / "hyperparams"
-#: preset keys that are this project's, translated to SB3 arguments by :func:`build_agent`
-EPISODE_KEYS = ("warmup_episodes", "rollout_episodes")
 
 
 def _check_algo(algo: str) -> None:
@@ -128,6 +143,114 @@ def load_agent(algo: str, path: Path, env: gym.Env) -> BaseAlgorithm | Reinforce
     return cls.load(path, env) if algo == "reinforce" else cls.load(path, env=env)
 
 
+def _trust_key() -> bytes:
+    """This user's secret signing key (32 random bytes in the cache, created on first use)."""
+    folder = cache_dir() / "secrets"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / "run_trust.key"
+    for _ in range(2):
+        try:
+            key = path.read_bytes()
+            if len(key) == 32:
+                return key
+            path.unlink()  # damaged: a new key (folders signed with the old one then need --trust once)
+        except FileNotFoundError:
+            pass
+        tmp = folder / f"run_trust.key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+        try:
+            os.link(tmp, path)  # atomic, and never replaces a key another process just made
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_bytes()
+
+
+def _signature(args_bytes: bytes) -> str:
+    return hmac.new(_trust_key(), _TRUST_CONTEXT + args_bytes, hashlib.sha256).hexdigest()
+
+
+def _args_bytes(run_dir: Path) -> bytes:
+    path = run_dir / "args.json"
+    return path.read_bytes() if path.is_file() else b""
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def sign_run(run_dir: str | Path, *also: bytes) -> None:
+    """Mark ``run_dir`` as created on this machine (an HMAC of its ``args.json``; ``also``: other
+    args.json contents to accept too, while args.json is being rewritten)."""
+    run_dir = Path(run_dir)
+    lines = [_signature(_args_bytes(run_dir))] + [_signature(b) for b in also]
+    _write_atomic(run_dir / TRUST_FILE, ("\n".join(dict.fromkeys(lines)) + "\n").encode())
+
+
+def created_here(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` carries this user's valid signature for its current ``args.json``."""
+    run_dir = Path(run_dir)
+    try:
+        marks = (run_dir / TRUST_FILE).read_text().split()
+    except (OSError, UnicodeDecodeError):
+        return False
+    expected = _signature(_args_bytes(run_dir))
+    return any(hmac.compare_digest(m, expected) for m in marks)
+
+
+def require_trusted(run_dir: str | Path, algo: str, trust: bool, action: str) -> None:
+    """Refuse to unpickle the saved files of a run folder not created on this machine unless ``trust``."""
+    if algo in PICKLED_ALGOS and not trust and not created_here(run_dir):
+        raise UntrustedRunError(
+            f"{run_dir} was not created by mpq-gym for this user on this machine (no valid {TRUST_FILE} "
+            f"signature), and {action} would unpickle its {algo} files, which can run arbitrary code; "
+            f"if you trust whoever made this folder, rerun with --trust (Python: trust=True)")
+
+
+def _pickle_files(run_dir: Path) -> list[Path]:
+    return [p for p in (run_dir / "model.zip", run_dir / "checkpoints" / "model.zip",
+                        run_dir / "checkpoints" / "replay_buffer.pkl") if p.exists()]
+
+
+def write_run_args(run_dir: Path, args: dict[str, Any]) -> None:
+    """Write ``args.json`` and sign the folder; a crash at any point leaves a valid signature."""
+    new = json.dumps(args, indent=2).encode()
+    old = _args_bytes(run_dir)
+    if new == old and created_here(run_dir):
+        return
+    sign_run(run_dir, new)  # accepts the old and the new content while args.json changes
+    _write_atomic(run_dir / "args.json", new)
+    sign_run(run_dir)
+
+
+RUN_ARGS: dict[str, type | tuple[type, ...]] = {"algo": str, "env_id": str, "episodes": int, "seed": int,
+                                                "env_kwargs": dict, "hyperparams": dict}
+
+
+def read_run_args(run_dir: str | Path, command: str = "mpq-gym train") -> dict[str, Any]:
+    """A run folder's ``args.json``, checked (an :class:`InputFileError` naming it when missing or damaged)."""
+    path = Path(run_dir) / "args.json"
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: {command} takes a run folder written by mpq-gym train")
+    try:
+        args = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path} is not valid JSON ({exc}); restore it or start a new run") from exc
+    bad = [k for k, t in RUN_ARGS.items() if not isinstance(args, dict) or not isinstance(args.get(k), t)
+           or isinstance(args.get(k), bool)] if isinstance(args, dict) else list(RUN_ARGS)
+    if not bad and args["algo"] not in ALGOS:
+        bad = ["algo"]
+    if bad:
+        raise InputFileError(f"{path} is not an args.json written by mpq-gym train (bad or missing {bad}); "
+                             "restore it or start a new run")
+    return args
+
+
 @dataclass
 class TrainResult:
     """What a training run produced."""
@@ -146,16 +269,22 @@ def _save(agent: Any, algo: str, path: Path) -> None:
 
 
 def train(algo: str, env: gym.Env, episodes: int, seed: int, hyperparams: dict[str, Any], run_dir: str | Path,
-          checkpoint_every: int = 25, progress: bool = True, tracker: MlflowTracker | None = None) -> TrainResult:
+          checkpoint_every: int = 25, progress: bool = True, tracker: MlflowTracker | None = None,
+          trust: bool = False) -> TrainResult:
     """Train (or resume, when ``run_dir`` holds a checkpoint) until ``episodes`` episodes in all; with a
-    ``tracker``, per-episode metrics and the best configuration also go to MLflow."""
+    ``tracker``, per-episode metrics and the best configuration also go to MLflow. Resuming an SB3/DDPG
+    checkpoint in a folder not created on this machine needs ``trust=True`` (it unpickles files)."""
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     env = env if isinstance(env, Monitor) else Monitor(env)
     state_path = run_dir / "checkpoints" / "state.json"
-    done = json.loads(state_path.read_text())["episodes"] if state_path.exists() else 0
+    done = _episodes_done(state_path)
+    if done:
+        require_trusted(run_dir, algo, trust, "resuming it")
+    elif trust or created_here(run_dir) or not _pickle_files(run_dir):
+        sign_run(run_dir)  # a fresh run: never launders pickles that some other party left in the folder
     agent = (load_agent(algo, model_path(run_dir, algo, checkpoint=True), env) if done
              else build_agent(algo, env, hyperparams, seed))
     if algo == "ddpg" and done:
@@ -195,3 +324,65 @@ def train(algo: str, env: gym.Env, episodes: int, seed: int, hyperparams: dict[s
         for artifact in ("best_config.json", "episodes.csv", "args.json"):
             tracker.log_artifact(run_dir / artifact)
     return TrainResult(run_dir, agent, log.episodes, log.best)
+
+
+def _episodes_done(state_path: Path) -> int:
+    if not state_path.exists():
+        return 0
+    try:
+        done = json.loads(state_path.read_text())["episodes"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise InputFileError(f"{state_path} is damaged ({type(exc).__name__}); restore it or start a new run") from exc
+    if not isinstance(done, int) or isinstance(done, bool) or done < 0:
+        raise InputFileError(f"{state_path} is damaged (episodes={done!r}); restore it or start a new run")
+    return done
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any], hyperparams: dict[str, Any]) -> gym.Env:
+    """The env of a run: the preset's env kwargs, overridden by the user's."""
+    require_env_id(env_id)
+    return gym.make(env_id, **{**hyperparams.get("env_kwargs", {}), **env_kwargs})
+
+
+def new_run_dir(runs_dir: Path, env_id: str, algo: str, seed: int) -> Path:
+    """runs/<env>/<algo>_<seed>_<timestamp>/ (a fresh folder)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = runs_dir / env_id / f"{algo}_{seed}_{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = runs_dir / env_id / f"{algo}_{seed}_{stamp}-{suffix}"
+    return run_dir
+
+
+def train_run(algo: str, env_id: str, episodes: int, seed: int, env_kwargs: dict[str, Any] | None = None,
+              hyperparams_file: str | None = None, runs_dir: str | Path = "runs", resume: str | Path | None = None,
+              checkpoint_every: int = 25, progress: bool = True, mlflow: str | None = None,
+              trust: bool = False) -> TrainResult:
+    """Start a run in a new folder, or resume the run in ``resume`` with its recorded arguments.
+
+    ``mlflow``: ``None`` for TensorBoard only; ``""`` for the local MLflow store; else a store or server URI.
+    ``trust``: resume an SB3/DDPG run folder not created on this machine (its files are unpickled).
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = read_run_args(run_dir, "--resume")
+        require_trusted(run_dir, saved["algo"], trust, "resuming it")
+        trust = True  # checked above, before args.json is rewritten and signed
+        algo, env_id, seed = saved["algo"], saved["env_id"], saved["seed"]
+        env_kwargs, hyperparams = saved["env_kwargs"], saved["hyperparams"]
+        episodes = max(episodes or 0, saved["episodes"])
+    else:
+        hyperparams = load_hyperparams(algo, env_id, hyperparams_file)
+        env_kwargs = dict(env_kwargs or {})
+        run_dir = new_run_dir(Path(runs_dir), env_id, algo, seed)
+        run_dir.mkdir(parents=True)
+    write_run_args(run_dir, {"algo": algo, "env_id": env_id, "episodes": episodes, "seed": seed,
+                             "env_kwargs": env_kwargs, "hyperparams": hyperparams})
+    env = make_env(env_id, env_kwargs, hyperparams)
+    if mlflow is None:
+        return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress, trust=trust)
+    params = {"algo": algo, "env_id": env_id, "seed": seed, "episodes": episodes, "env_kwargs": env_kwargs,
+              "hyperparams": hyperparams, "run_dir": str(run_dir)}
+    with MlflowTracker(mlflow, f"mpq-gym/{env_id}", run_dir.name, params) as tracker:
+        return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress, tracker, trust)

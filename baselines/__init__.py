@@ -7,11 +7,11 @@
 - :func:`evolutionary_search`: mutation + crossover inside the budget (surrogate or exact fitness);
 - :func:`ilp_search`: HAWQ-V3-style ILP on the phase-1 noise, solved exactly with scipy's MILP.
 """
-from baselines.evolution import evolutionary_search
-from baselines.greedy_sqnr import flip_path, greedy_accuracy_search, greedy_sqnr_search
-from baselines.ilp import ilp_search, solve_assignment_ilp
-from baselines.random_search import random_search
-from baselines.uniform import uniform_search
+from mpq_gym.baselines.evolution import evolutionary_search
+from mpq_gym.baselines.greedy_sqnr import flip_path, greedy_accuracy_search, greedy_sqnr_search
+from mpq_gym.baselines.ilp import ilp_search, solve_assignment_ilp
+from mpq_gym.baselines.random_search import random_search
+from mpq_gym.baselines.uniform import uniform_search
 
 __all__ = ["uniform_search", "random_search", "greedy_sqnr_search", "greedy_accuracy_search", "evolutionary_search",
            "ilp_search",

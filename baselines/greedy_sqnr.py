@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from mpq_gym.search import SearchContext, choices_key
+from mpq_gym.metrics import noise_power
 
 FLIP_ORDERS = ("sqnr", "sqnr_per_cost")
 SEARCH_METHODS = ("sequential", "binary", "binary+interpolation")
@@ -40,7 +41,7 @@ def flip_path(sqnr_db: np.ndarray, cost: np.ndarray, order: str = "sqnr") -> np.
     if order == "sqnr":
         key = -sqnr
     else:
-        noise = np.power(10.0, -sqnr / 10.0)
+        noise = noise_power(sqnr)
         key = noise / (start_cost[g_idx] - cost[g_idx, c_idx])
     current = start.copy()
     path = [current.copy()]
@@ -98,7 +99,7 @@ def greedy_sqnr_search(ctx: SearchContext, seed: int = 0, order: str = "sqnr", a
     within the budget whose exact quality meets the target; when none does, the first point within the
     budget (the most accurate one the budget allows).
     """
-    path = flip_path(np.asarray(ctx.sensitivity.sqnr_db, dtype=np.float64), ctx.costs.table, order)
+    path = flip_path(np.asarray(ctx.sensitivity.sqnr_db, dtype=np.float64), ctx.budget_table.table, order)
     first_fit = next(k for k, p in enumerate(path) if ctx.fits(p))  # exists once the budget is feasible
     if accuracy_drop is not None:
         accuracy_target = ctx.problem.fp32_quality - accuracy_drop

@@ -12,6 +12,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import kron, eye, csr_matrix
 
 from mpq_gym.search import SearchContext
+from mpq_gym.metrics import noise_power
 
 
 def solve_assignment_ilp(penalty: np.ndarray, cost: np.ndarray, capacity: float) -> np.ndarray:
@@ -30,8 +31,8 @@ def solve_assignment_ilp(penalty: np.ndarray, cost: np.ndarray, capacity: float)
 
 def ilp_search(ctx: SearchContext, seed: int = 0) -> np.ndarray:
     """The configuration with the least summed phase-1 noise power within the budget (no exact evaluations)."""
-    noise = np.power(10.0, -np.asarray(ctx.sensitivity.sqnr_db, dtype=np.float64) / 10.0)
-    choices = solve_assignment_ilp(noise, ctx.costs.table, ctx.costs.ceiling - ctx.costs.fixed)
+    noise = noise_power(ctx.sensitivity.sqnr_db)
+    choices = solve_assignment_ilp(noise, ctx.budget_table.table, ctx.budget_table.ceiling - ctx.budget_table.fixed)
     if not ctx.fits(choices):  # the solver's feasibility tolerance: step down to be strictly within
-        choices = ctx.costs.enforce_limit(choices)
+        choices = ctx.budget_table.enforce_limit(choices)
     return choices

@@ -12,7 +12,7 @@ def uniform_search(ctx: SearchContext, seed: int = 0) -> np.ndarray:
     fitting = [c for c in fitting if ctx.fits(c)]
     if not fitting:
         raise ValueError(f"no uniform configuration fits the {ctx.budget.metric} budget "
-                         f"({ctx.costs.limit / ctx.costs.reference_cost:.4f} x the reference); "
+                         f"({ctx.budget_table.limit / ctx.budget_table.reference_cost:.4f} x the reference); "
                          "raise the budget or add a narrower candidate")
     fitting.sort(key=ctx.total_cost, reverse=True)
     ctx.evaluate_affordable(fitting)

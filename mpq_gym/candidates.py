@@ -55,7 +55,7 @@ def make_groups(layer_names: Sequence[str], tied: Sequence[Sequence[str]] = ()) 
         for name in group:
             if name not in position:
                 raise ConfigError(f"tied group {list(group)} names unknown layer {name!r}; "
-                                  "list the layers with `python -m mpq_gym.layers --workload NAME`")
+                                  "list the layers with `mpq-gym layers --workload NAME`")
             if name in owner:
                 raise ConfigError(f"layer {name!r} is in two tied groups; merge them into one")
             owner[name] = t

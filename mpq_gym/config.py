@@ -87,7 +87,7 @@ def config_from_mapping(mapping: Mapping[str, object], layer_names: Sequence[str
     if unknown:
         raise ConfigError(
             f"configuration names layers this workload does not have: {unknown[:5]}"
-            f"{' ...' if len(unknown) > 5 else ''}. List them with `python -m mpq_gym.layers --workload NAME`."
+            f"{' ...' if len(unknown) > 5 else ''}. List them with `mpq-gym layers --workload NAME`."
         )
 
     def as_candidate(layer: str, value: object) -> Candidate:

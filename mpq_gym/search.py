@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from mpq_gym.envs.budget import Budget, BudgetTable, budget_table
+from mpq_gym.budget import Budget, BudgetTable
 from mpq_gym.errors import MpqGymError
 from mpq_gym.evaluate.sensitivity import SensitivityTable
 from mpq_gym.evaluate.surrogate import Surrogate
-from mpq_gym.problem import Problem
-
-if TYPE_CHECKING:
-    from mpq_gym.parallel import RayPool
+from mpq_gym.problem import EvaluationPool, Problem
 
 
 class EvaluationBudgetExhausted(MpqGymError):
@@ -41,12 +38,12 @@ class SearchContext:
     """
 
     def __init__(self, problem: Problem, budget: Budget, max_evaluations: int | None = None,
-                 split: str | None = None, pool: "RayPool | None" = None) -> None:
+                 split: str | None = None, pool: EvaluationPool | None = None) -> None:
         self.problem = problem
         self.pool = pool
         self.budget = budget
-        self.costs: BudgetTable = budget_table(problem, budget)
-        self.costs.check_feasible()
+        self.budget_table: BudgetTable = problem.budget_table(budget)
+        self.budget_table.check_feasible()
         self.max_evaluations = max_evaluations
         self.split = split or problem.split
         self.evaluated: dict[tuple[int, ...], float] = {}
@@ -78,21 +75,21 @@ class SearchContext:
     # -------------------------------------------------------------------- costs
     def total_cost(self, choices: Sequence[int]) -> float:
         """Cost of a configuration on the budget's metric."""
-        return self.costs.total(np.asarray(choices, dtype=np.int64))
+        return self.budget_table.total(np.asarray(choices, dtype=np.int64))
 
     def fits(self, choices: Sequence[int]) -> bool:
         """Whether a configuration is within the budget."""
-        return self.costs.fits(np.asarray(choices, dtype=np.int64))
+        return self.budget_table.fits(np.asarray(choices, dtype=np.int64))
 
     def random_feasible(self, rng: np.random.Generator) -> np.ndarray:
         """A random configuration within the budget: groups visited in random order, each taking a uniformly
         random candidate among those that still leave a feasible completion."""
-        table, ceiling = self.costs.table, self.costs.ceiling
+        table, ceiling = self.budget_table.table, self.budget_table.ceiling
         choices = np.empty(self.n_groups, dtype=np.int64)
-        spent = self.costs.fixed
-        rest = float(self.costs.cheapest.sum())
+        spent = self.budget_table.fixed
+        rest = float(self.budget_table.cheapest.sum())
         for g in rng.permutation(self.n_groups):
-            rest -= self.costs.cheapest[g]
+            rest -= self.budget_table.cheapest[g]
             allowed = np.flatnonzero(spent + table[g] + rest <= ceiling)
             choices[g] = rng.choice(allowed)
             spent += table[g, choices[g]]
@@ -101,8 +98,8 @@ class SearchContext:
     def repair(self, choices: Sequence[int], rng: np.random.Generator) -> np.ndarray:
         """Bring a configuration within the budget by moving random groups to their next cheaper candidate."""
         choices = np.array(choices, dtype=np.int64)
-        table = self.costs.table
-        while not self.costs.fits(choices):
+        table = self.budget_table.table
+        while not self.budget_table.fits(choices):
             current = table[np.arange(self.n_groups), choices]
             cheaper = table < current[:, None]
             movable = np.flatnonzero(cheaper.any(axis=1))
@@ -171,7 +168,7 @@ class SearchContext:
         """The best exactly evaluated configuration within the budget."""
         feasible = [(q, k) for k, q in self.evaluated.items() if self.fits(k)]
         if not feasible:
-            raise RuntimeError("no configuration within the budget has been evaluated yet")
+            raise MpqGymError("no configuration within the budget has been evaluated yet: evaluate one first")
         return np.array(max(feasible)[1], dtype=np.int64)
 
 

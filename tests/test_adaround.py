@@ -55,9 +55,9 @@ def test_adaround_model_is_better_and_cached(digits, monkeypatch):
 def test_env_and_sensitivity_use_adaround(digits, monkeypatch):
     import mpq_gym.quant.model as qmodel_module
     from mpq_gym.envs import MixedPrecisionEnv
-    from mpq_gym.envs.env import build_problem
+    from mpq_gym.problem import ProblemSpec
     from mpq_gym.problem import Problem
-    assert build_problem(weight_rounding="adaround").evaluator.qmodel.settings.weight_rounding == "adaround"
+    assert ProblemSpec(weight_rounding="adaround").build().evaluator.qmodel.settings.weight_rounding == "adaround"
     candidates = "W2A8,W3A8,W8A8"
     learned = Problem(digits, candidates, settings=ADAROUND, sensitivity_images=64, progress=False)
     passes = []

@@ -7,11 +7,11 @@ import pytest
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import mpq_gym  # noqa: F401
-from agents.evaluate import evaluate_run, rollout
-from agents.haq_ddpg import HaqDDPG
-from agents.train import main as train_main
-from agents.train import train_run
-from agents.training import ALGOS, build_agent, load_agent, load_hyperparams, model_path
+from mpq_gym.cli.replay import evaluate_run, rollout
+from mpq_gym.agents.haq_ddpg import HaqDDPG
+from mpq_gym.cli.train import main as train_main
+from mpq_gym.agents.training import train_run
+from mpq_gym.agents.training import ALGOS, build_agent, load_agent, load_hyperparams, model_path
 
 KWARGS = {"candidates": "W2A8,W4A8,W8A8", "budget": 0.2}
 DISCRETE, CONTINUOUS = "MixedPrecision-DigitsCNN-v0", "MixedPrecisionContinuous-DigitsCNN-v0"
@@ -97,7 +97,7 @@ def test_sb3_resume_continues_from_the_checkpoint(tmp_path):
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
-    from mpq_gym.cli import run_cli
+    from mpq_gym.cli.common import run_cli
     for argv, message in [
         (["--algo", "ddpg", "--env", DISCRETE], "MixedPrecisionContinuous"),
         (["--algo", "ppo", "--env", CONTINUOUS], "discrete actions"),
@@ -129,7 +129,7 @@ def test_haq_ddpg_settings(tmp_path):
 def test_agents_plug_into_the_benchmark(tmp_path):
     from functools import partial
 
-    from agents.search import agent_search
+    from mpq_gym.agents.agent_search import agent_search
     from mpq_gym.bench import register_policy
     from mpq_gym.bench.runner import BenchSpec, read_results, run_benchmark
     register_policy("reinforce_short", partial(agent_search, "reinforce", episodes=16))
@@ -140,7 +140,7 @@ def test_agents_plug_into_the_benchmark(tmp_path):
 
 
 def test_learning_curves_script_writes_its_outputs(tmp_path):
-    from agents.curves import main as curves_main
+    from mpq_gym.cli.curves import main as curves_main
     out = tmp_path / "curves"
     assert curves_main(["--env", DISCRETE, "--algos", "ppo", "--seeds", "2", "--episodes", "16", "--setting",
                         "W2A8,W4A8,W8A8:0.2", "--out", str(out), "--quiet"]) == 0

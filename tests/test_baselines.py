@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baselines import (evolutionary_search, flip_path, greedy_sqnr_search, ilp_search, random_search,
+from mpq_gym.baselines import (evolutionary_search, flip_path, greedy_sqnr_search, ilp_search, random_search,
                        solve_assignment_ilp, uniform_search)
-from baselines.greedy_sqnr import last_passing
-from mpq_gym.envs.budget import Budget
+from mpq_gym.baselines.greedy_sqnr import last_passing
+from mpq_gym.budget import Budget
 from mpq_gym.problem import Problem
 from mpq_gym.search import EvaluationBudgetExhausted, SearchContext
 
@@ -29,7 +29,7 @@ def test_every_baseline_returns_a_configuration_within_budget(problem, search, r
     choices = search(ctx, 0)
     assert choices.shape == (len(problem.groups),)
     assert ctx.fits(choices)
-    assert ctx.total_cost(choices) <= ctx.costs.limit * (1 + 1e-9)
+    assert ctx.total_cost(choices) <= ctx.budget_table.limit * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("search", [random_search, evolutionary_search], ids=lambda f: f.__name__)
@@ -57,16 +57,16 @@ def test_ilp_rejects_an_impossible_capacity():
 
 def test_greedy_path_starts_widest_and_only_gets_cheaper(problem):
     ctx = SearchContext(problem, Budget("bops", 0.5))
-    path = flip_path(ctx.sensitivity.sqnr_db, ctx.costs.table)
+    path = flip_path(ctx.sensitivity.sqnr_db, ctx.budget_table.table)
     costs = [ctx.total_cost(p) for p in path]
-    assert np.array_equal(path[0], ctx.costs.table.argmax(axis=1))
+    assert np.array_equal(path[0], ctx.budget_table.table.argmax(axis=1))
     assert all(b < a for a, b in zip(costs, costs[1:]))
-    assert costs[-1] == pytest.approx(ctx.costs.min_total)
+    assert costs[-1] == pytest.approx(ctx.budget_table.min_total)
 
 
 def test_greedy_budget_mode_picks_the_first_fitting_point_without_evaluating(problem):
     ctx = SearchContext(problem, Budget("bops", 0.3))
-    path = flip_path(ctx.sensitivity.sqnr_db, ctx.costs.table)
+    path = flip_path(ctx.sensitivity.sqnr_db, ctx.budget_table.table)
     choices = greedy_sqnr_search(ctx)
     k = next(i for i, p in enumerate(path) if ctx.fits(p))
     assert np.array_equal(choices, path[k]) and ctx.evaluations == 0
@@ -78,7 +78,7 @@ def test_greedy_accuracy_target_methods_agree(problem, method):
     target = problem.fp32_quality - 5.0
     choices = greedy_sqnr_search(ctx, accuracy_target=target, method=method)
     assert ctx.quality(choices) >= target
-    path = flip_path(ctx.sensitivity.sqnr_db, ctx.costs.table)
+    path = flip_path(ctx.sensitivity.sqnr_db, ctx.budget_table.table)
     index = next(i for i, p in enumerate(path) if np.array_equal(p, choices))
     if index + 1 < len(path):  # the next point fails (the path is monotone here)
         assert ctx.quality(path[index + 1]) < target
@@ -136,7 +136,7 @@ def test_infeasible_budget_is_a_clear_error(problem):
 
 def test_greedy_accuracy_mode_falls_back_to_the_widest_fitting_point(problem):
     ctx = SearchContext(problem, Budget("bops", 0.2))
-    path = flip_path(ctx.sensitivity.sqnr_db, ctx.costs.table)
+    path = flip_path(ctx.sensitivity.sqnr_db, ctx.budget_table.table)
     first_fit = next(p for p in path if ctx.fits(p))
     assert np.array_equal(greedy_sqnr_search(ctx, accuracy_target=1000.0), first_fit)
     drop = SearchContext(problem, Budget("bops", 1.0))

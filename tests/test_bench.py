@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from mpq_gym.bench import BenchSpec, register_policy, run_benchmark
-from mpq_gym.bench.__main__ import main as bench_main
+from mpq_gym.cli.bench import main as bench_main
 from mpq_gym.bench.aggregate import iqm, iqm_interval
 from mpq_gym.bench.report import write_report
 from mpq_gym.bench.runner import read_results
-from mpq_gym.bench.validate import main as validate_main
+from mpq_gym.cli.validate import main as validate_main
 from mpq_gym.errors import ConfigError
 
 ENV = "MixedPrecision-DigitsCNN-v0"
@@ -19,7 +19,7 @@ KWARGS = {"candidates": "W2A8,W4A8,W8A8"}
 
 def cheapest_policy(ctx, seed):
     """A user policy: every group at its cheapest candidate."""
-    return ctx.costs.table.argmin(axis=1)
+    return ctx.budget_table.table.argmin(axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_report_writes_table_plot_and_aggregates(bench_dir):
 
 def test_validate_passes_then_flags_a_tampered_row(bench_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        from mpq_gym.cli import run_cli
+        from mpq_gym.cli.common import run_cli
         run_cli(validate_main, [str(bench_dir / "results.csv"), "--quiet"])
     assert exit_info.value.code == 0
     tampered = tmp_path / "results.csv"
@@ -115,7 +115,7 @@ def test_iqm_and_its_interval():
 
 def test_bench_logs_to_mlflow(bench_dir, tmp_path):
     import mlflow
-    from mpq_gym.bench.__main__ import log_to_mlflow
+    from mpq_gym.cli.bench import log_to_mlflow
     store = tmp_path / "mlflow.db"
     paths = write_report(bench_dir / "results.csv")
     log_to_mlflow(str(store), BenchSpec.load(bench_dir), paths)

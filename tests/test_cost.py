@@ -9,15 +9,15 @@ from mpq_gym.config import Candidate, uniform_config
 from mpq_gym.cost import CostModel, LookupTableCost, measure_cpu_latency_lut
 from mpq_gym.cost.models import mac_energy_pj
 from mpq_gym.errors import ConfigError
-from mpq_gym.layers import workload_layers
+from mpq_gym.quant.graph import quantizable_layers
 from mpq_gym.workloads import get_workload
 
 
 @pytest.fixture(scope="module")
 def resnet50_costs():
     workload = get_workload("resnet50", random_weights=True)  # structure only
-    layers = workload_layers(workload)
-    return CostModel(layers, sum(p.numel() for p in workload.model.parameters()))
+    layers = quantizable_layers(workload.model, workload.example_input())
+    return CostModel.for_model(layers, workload.model)
 
 
 def _uniform(model, w, a):
@@ -61,7 +61,7 @@ def test_tables_sum_to_totals(resnet50_costs):
 
 
 def test_lookup_table_roundtrip_and_validation(tmp_path, digits):
-    layers = workload_layers(digits)
+    layers = quantizable_layers(digits.model, digits.example_input())
     lut = measure_cpu_latency_lut(digits.model, layers, repeats=3)
     assert lut.table.shape == (len(layers), 32, 32) and (lut.table > 0).all()
     path = tmp_path / "lut.npy"

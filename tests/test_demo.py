@@ -3,7 +3,7 @@ import zipfile
 
 import pytest
 
-from mpq_gym import demo
+from mpq_gym.cli import demo
 from mpq_gym.errors import MissingDataError
 from mpq_gym.workloads.imagenet_sample import arrange_sample, download_imagenet_sample
 

@@ -110,8 +110,9 @@ def test_quantized_model_switches_formats_and_reloads_them_from_cache(digits):
 
 
 def test_formats_are_a_search_dimension(digits):
-    from baselines import ilp_search
-    from mpq_gym.envs import Budget, MixedPrecisionEnv
+    from mpq_gym.baselines import ilp_search
+    from mpq_gym.budget import Budget
+    from mpq_gym.envs import MixedPrecisionEnv
     from mpq_gym.problem import Problem
     from mpq_gym.search import SearchContext
     problem = Problem(digits, "W2A4,W8A8@int+ant+olive", sensitivity_images=64, progress=False)

@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from mpq_gym.layers import workload_layers
+from mpq_gym.quant.graph import quantizable_layers
 from mpq_gym.quant.graph import discover_layers, fold_batchnorm
 from mpq_gym.workloads import get_workload
 
@@ -12,7 +12,7 @@ def test_resnet50_structure_random_weights():
     """Structure only, so random weights are fine and named as such."""
     workload = get_workload("resnet50", random_weights=True)
     assert workload.random_weights and "RANDOM" in workload.weights
-    layers = workload_layers(workload)
+    layers = quantizable_layers(workload.model, workload.example_input())
     assert len(layers) == 54
     params = sum(l.params for l in layers)
     macs = sum(l.macs for l in layers)
@@ -23,7 +23,8 @@ def test_resnet50_structure_random_weights():
 
 
 def test_mobilenet_v2_depthwise_flags():
-    layers = workload_layers(get_workload("mobilenet_v2", random_weights=True))
+    workload = get_workload("mobilenet_v2", random_weights=True)
+    layers = quantizable_layers(workload.model, workload.example_input())
     depthwise = [l for l in layers if l.depthwise]
     assert len(depthwise) == 17
     assert all(l.groups == l.c_in == l.c_out for l in depthwise)

@@ -6,12 +6,12 @@ from functools import partial
 import numpy as np
 import pytest
 
-from baselines import evolutionary_search, random_search
+from mpq_gym.baselines import evolutionary_search, random_search
 from mpq_gym.bench import BenchSpec, run_benchmark
 from mpq_gym.bench.runner import read_results
-from mpq_gym.envs.budget import Budget
+from mpq_gym.budget import Budget
 from mpq_gym.envs.env import problem_from_env
-from mpq_gym.parallel import RayPool
+from mpq_gym.bench.parallel import RayPool
 from mpq_gym.search import EvaluationBudgetExhausted, SearchContext
 
 ENV = "MixedPrecision-DigitsCNN-v0"

@@ -7,10 +7,10 @@ import mpq_gym.evaluate.sensitivity as sensitivity_module
 from mpq_gym.candidates import make_groups, parse_candidates
 from mpq_gym.config import Candidate
 from mpq_gym.errors import ConfigError
-from mpq_gym.evaluate.metrics import sqnr_db
+from mpq_gym.metrics import sqnr_db
 from mpq_gym.evaluate.sensitivity import chain_stages, compute_sensitivity
 from mpq_gym.problem import Problem, graded_random_choices
-from mpq_gym.layers import workload_layers
+from mpq_gym.quant.graph import quantizable_layers
 from mpq_gym.workloads import get_workload
 
 
@@ -117,7 +117,8 @@ def test_residual_adds_tie_their_producers():
     assert [len(g) for g in groups] == [4, 5, 7, 4]  # per stage: the blocks' conv3 + the downsample conv
     assert ["layer1.0.conv3", "layer1.0.downsample.0", "layer1.1.conv3", "layer1.2.conv3"] in groups
     assert residual_groups(get_workload("digits_cnn").model) == []
-    names = [l.name for l in workload_layers(get_workload("resnet50", random_weights=True))]
+    resnet = get_workload("resnet50", random_weights=True)
+    names = [l.name for l in quantizable_layers(resnet.model, resnet.example_input())]
     assert len(make_groups(names, groups)) == 38
 
 

@@ -15,6 +15,7 @@ name it on the command line as ``package.module:function``::
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,16 +35,16 @@ class Policy:
 _REGISTRY: dict[str, Policy] = {}
 #: built-in policies: name -> (module:function, stochastic); imported on first use
 BUILTIN: dict[str, tuple[str, bool]] = {
-    "uniform": ("baselines.uniform:uniform_search", False),
-    "random": ("baselines.random_search:random_search", True),
-    "greedy": ("baselines.greedy_sqnr:greedy_sqnr_search", False),
-    "greedy_accuracy": ("baselines.greedy_sqnr:greedy_accuracy_search", False),
-    "evolution": ("baselines.evolution:evolutionary_search", True),
-    "ilp": ("baselines.ilp:ilp_search", False),
-    "reinforce": ("agents.search:reinforce_search", True),
-    "ppo": ("agents.search:ppo_search", True),
-    "maskable_ppo": ("agents.search:maskable_ppo_search", True),
-    "ddpg": ("agents.search:ddpg_search", True),
+    "uniform": ("mpq_gym.baselines.uniform:uniform_search", False),
+    "random": ("mpq_gym.baselines.random_search:random_search", True),
+    "greedy": ("mpq_gym.baselines.greedy_sqnr:greedy_sqnr_search", False),
+    "greedy_accuracy": ("mpq_gym.baselines.greedy_sqnr:greedy_accuracy_search", False),
+    "evolution": ("mpq_gym.baselines.evolution:evolutionary_search", True),
+    "ilp": ("mpq_gym.baselines.ilp:ilp_search", False),
+    "reinforce": ("mpq_gym.agents.agent_search:reinforce_search", True),
+    "ppo": ("mpq_gym.agents.agent_search:ppo_search", True),
+    "maskable_ppo": ("mpq_gym.agents.agent_search:maskable_ppo_search", True),
+    "ddpg": ("mpq_gym.agents.agent_search:ddpg_search", True),
 }
 
 
@@ -54,12 +55,32 @@ def register_policy(name: str, search: SearchFunction, stochastic: bool = True) 
     return policy
 
 
+def import_plugin(module: str) -> None:
+    """Import a module that registers policies (``--plugin``); a failure is a :class:`ConfigError`."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import plugin {module!r} ({exc}); give an importable module name") from exc
+
+
+def _takes_ctx_and_seed(function: Callable) -> bool:
+    """Whether ``function(ctx, seed)`` is a valid call."""
+    try:
+        inspect.signature(function).bind(object(), 0)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _import(target: str) -> Callable:
     module, _, attr = target.partition(":")
     try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
+        function = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"cannot import policy {target!r} ({exc}); give it as package.module:function") from exc
+    if not callable(function) or not _takes_ctx_and_seed(function):
+        raise ConfigError(f"policy {target!r} is not a search function: it must be callable as search(ctx, seed)")
+    return function
 
 
 def get_policy(name: str) -> Policy:

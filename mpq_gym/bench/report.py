@@ -9,6 +9,7 @@ import numpy as np
 
 from mpq_gym.bench.aggregate import iqm_interval
 from mpq_gym.bench.runner import read_results
+from mpq_gym.markdown import markdown_table
 
 
 def aggregate(rows: list[dict[str, str]]) -> list[dict[str, float | str | int]]:
@@ -36,17 +37,18 @@ def aggregate(rows: list[dict[str, str]]) -> list[dict[str, float | str | int]]:
 
 def markdown(summary: list[dict]) -> str:
     """Markdown table of :func:`aggregate`'s output."""
-    lines = ["| budget | policy | seeds | quality IQM [95 % CI] | Δ vs FP32 | BOPs ratio | size ratio | in budget "
-             "| exact evals (+ surrogate calib.) | search wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    header = ["budget", "policy", "seeds", "quality IQM [95 % CI]", "Δ vs FP32", "BOPs ratio", "size ratio",
+              "in budget", "exact evals (+ surrogate calib.)", "search wall s"]
+    rows = []
     for s in summary:
         d = 4 if abs(s["fp32_quality"]) <= 1 else 2  # correlations (Spearman) need more decimals than top-1 %
         ci = f" [{s['ci_low']:.{d}f}, {s['ci_high']:.{d}f}]" if s["seeds"] > 1 else ""
         extra = f" (+{s['surrogate_evaluations']:.0f})" if s["surrogate_evaluations"] else ""
-        lines.append(f"| {s['budget']:g} | {s['policy']} | {s['seeds']} | {s['quality_iqm']:.{d}f}{ci} | "
-                     f"{s['quality_iqm'] - s['fp32_quality']:+.{d}f} | {s['bops_ratio']:.4f} | "
-                     f"{s['size_bits_ratio']:.4f} | {'yes' if s['within_budget'] else 'NO'} | "
-                     f"{s['exact_evaluations']:.1f}{extra} | {s['wall_s']:.1f} |")
-    return "\n".join(lines) + "\n"
+        rows.append([f"{s['budget']:g}", s["policy"], s["seeds"], f"{s['quality_iqm']:.{d}f}{ci}",
+                     f"{s['quality_iqm'] - s['fp32_quality']:+.{d}f}", f"{s['bops_ratio']:.4f}",
+                     f"{s['size_bits_ratio']:.4f}", "yes" if s["within_budget"] else "NO",
+                     f"{s['exact_evaluations']:.1f}{extra}", f"{s['wall_s']:.1f}"])
+    return markdown_table(header, rows) + "\n"
 
 
 def pareto_plot(rows: list[dict[str, str]], path: Path, title: str = "") -> Path:

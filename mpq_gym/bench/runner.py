@@ -9,33 +9,27 @@ from __future__ import annotations
 
 import csv
 import json
-import time
-from dataclasses import asdict, dataclass, field
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
-import gymnasium as gym
-import numpy as np
 from tqdm.auto import tqdm
 
-import mpq_gym  # noqa: F401  (registers the env ids)
+from mpq_gym.bench.cells import COLUMNS, make_problem, run_cell
+from mpq_gym.bench.parallel import RayPool
 from mpq_gym.bench.policies import get_policy
-from mpq_gym.config import FP32, config_to_json
-from mpq_gym.envs.budget import Budget
-from mpq_gym.envs.env import PROBLEM_KWARGS, problem_from_env
+from mpq_gym.budget import Budget
+from mpq_gym.envs.env import check_env_kwargs, problem_from_env
 from mpq_gym.envs.registration import require_env_id
-from mpq_gym.errors import ConfigError
 from mpq_gym.problem import Problem
-from mpq_gym.search import SearchContext
+from mpq_gym.errors import ConfigError, InputFileError
 
-if TYPE_CHECKING:
-    from mpq_gym.parallel import RayPool
-
-COST_COLUMNS = ("size_bits", "bops", "latency", "energy")
-COLUMNS = ("env", "policy", "seed", "budget", "budget_metric", "candidates", "quality", "search_quality",
-           "fp32_quality", "report_split", *COST_COLUMNS, *(f"{c}_ratio" for c in COST_COLUMNS),
-           "within_budget", "exact_evaluations", "surrogate_evaluations", "wall_s", "choices", "config")
+#: splits a benchmark may report on
+REPORT_SPLITS = ("test", "search", "calibration")
 
 
 @dataclass
@@ -50,48 +44,97 @@ class BenchSpec:
     max_evaluations: int | None = None
     report_split: str = "test"
 
-    def save(self, out: Path) -> None:
-        """Write ``bench.json``; refuse to mix with a different spec already in ``out``."""
-        path = out / "bench.json"
+    def __post_init__(self) -> None:
+        require_env_id(self.env_id)
+        if not isinstance(self.env_kwargs, dict):
+            raise ConfigError(f"env_kwargs must be a mapping, got {self.env_kwargs!r}")
+        if not self.policies or not all(isinstance(p, str) and p for p in self.policies):
+            raise ConfigError(f"policies must be a non-empty list of names, got {self.policies!r}")
+        if not self.budgets or not all(_is_positive(b) for b in self.budgets):
+            raise ConfigError(f"budgets must be a non-empty list of finite ratios > 0, got {self.budgets!r}")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ConfigError(f"seeds must be a whole number >= 1, got {self.seeds!r}")
+        if self.max_evaluations is not None and (isinstance(self.max_evaluations, bool) or
+                                                 not isinstance(self.max_evaluations, int) or self.max_evaluations < 1):
+            raise ConfigError(f"max_evaluations must be None or a whole number >= 1, got {self.max_evaluations!r}")
+        if self.report_split not in REPORT_SPLITS:
+            raise ConfigError(f"report_split must be one of {REPORT_SPLITS}, got {self.report_split!r}")
+
+    def merged(self, out: Path) -> dict[str, Any]:
+        """This spec joined with the one already in ``out`` (policies, budgets and seeds accumulate); a
+        different problem there is refused once that folder holds results (one whose earlier run wrote no
+        row takes the new spec). Writes nothing."""
         mine = asdict(self)
-        if path.exists():
-            old = json.loads(path.read_text())
-            same = {k: old.get(k) for k in ("env_id", "env_kwargs", "report_split", "max_evaluations")}
-            if same != {k: mine[k] for k in same}:
-                raise ConfigError(f"{out} holds a benchmark of a different problem ({same}); use a new --out")
-            mine["policies"] = sorted(set(old["policies"]) | set(self.policies))
-            mine["budgets"] = sorted(set(old["budgets"]) | set(self.budgets))
-            mine["seeds"] = max(old["seeds"], self.seeds)
-        path.write_text(json.dumps(mine, indent=2))
+        path = out / "bench.json"
+        if not path.exists() or not read_results(out / "results.csv"):
+            return mine
+        old = asdict(BenchSpec.load(out))
+        same = {k: old[k] for k in ("env_id", "env_kwargs", "report_split", "max_evaluations")}
+        if same != {k: mine[k] for k in same}:
+            raise ConfigError(f"{out} holds a benchmark of a different problem ({same}); use a new --out")
+        mine["policies"] = sorted(set(old["policies"]) | set(self.policies))
+        mine["budgets"] = sorted(set(old["budgets"]) | set(self.budgets))
+        mine["seeds"] = max(old["seeds"], self.seeds)
+        return mine
+
+    def save(self, out: Path) -> None:
+        """Write ``bench.json`` (see :meth:`merged`)."""
+        (out / "bench.json").write_text(json.dumps(self.merged(out), indent=2))
 
     @classmethod
     def load(cls, out: Path) -> "BenchSpec":
         """Read ``bench.json`` from a results folder."""
         path = Path(out) / "bench.json"
         if not path.exists():
-            raise ConfigError(f"{path} is missing: is {out} a folder written by `python -m mpq_gym.bench`?")
-        return cls(**json.loads(path.read_text()))
+            raise InputFileError(f"{path} is missing: is {out} a folder written by `mpq-gym bench`?")
+        data = read_json(path)
+        known = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or "env_id" not in data or set(data) - known:
+            raise InputFileError(f"{path} is not a bench.json written by `mpq-gym bench` (expected keys {sorted(known)})")
+        return cls(**data)
 
 
-def make_problem(env_id: str, env_kwargs: dict[str, Any], progress: bool = True,
-                 pool: RayPool | None = None) -> tuple[Problem, str]:
-    """The env's problem (its phase-1 table computed, on ``pool`` when given) and its budget metric.
+def _is_positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
-    The env is built on the problem, so its own checks of the episode kwargs run too.
-    """
-    problem = problem_from_env(env_id, env_kwargs, progress)
-    problem.pool = pool
-    episode_kwargs = {k: v for k, v in env_kwargs.items() if k not in PROBLEM_KWARGS}
-    env = gym.make(env_id, problem=problem, **episode_kwargs).unwrapped
-    return problem, env.budget.metric
+
+def read_json(path: Path) -> Any:
+    """A JSON file; a torn or garbled one is an :class:`InputFileError` naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path} is not valid JSON ({exc}); restore it, or delete the folder and rerun") from exc
 
 
 def read_results(path: Path) -> list[dict[str, str]]:
-    """Rows of a results.csv (empty when absent)."""
+    """Rows of a results.csv (empty when absent). A torn last row (an interrupted write) is dropped with a
+    warning, so a resumed benchmark recomputes it; a damaged row elsewhere is an :class:`InputFileError`."""
     if not path.exists():
         return []
     with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        if reader.fieldnames is not None and list(reader.fieldnames) != list(COLUMNS):
+            raise InputFileError(f"{path} does not have the columns of a results.csv written by `mpq-gym bench` "
+                                 "of this version; use a new --out")
+        rows = list(reader)
+    torn = [i for i, row in enumerate(rows) if None in row.values() or None in row]
+    if torn and torn != [len(rows) - 1]:
+        raise InputFileError(f"{path} has damaged rows (data rows {[i + 1 for i in torn]}); restore it or use a new --out")
+    if torn:
+        warnings.warn(f"{path}: dropping a torn last row (an interrupted write); it will be recomputed", stacklevel=2)
+        rows = rows[:-1]
+        _rewrite(path, rows)
+    return rows
+
+
+def _rewrite(path: Path, rows: list[dict[str, str]]) -> None:
+    """Replace ``path`` atomically with ``rows``."""
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
@@ -103,31 +146,6 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         writer.writerow(row)
 
 
-def run_cell(problem: Problem, budget: Budget, policy_name: str, seed: int, max_evaluations: int | None,
-             report_split: str) -> dict[str, Any]:
-    """One search and its scores, as a results row (without the env column)."""
-    policy = get_policy(policy_name)
-    ctx = SearchContext(problem, budget, max_evaluations)
-    start = time.perf_counter()
-    choices = np.asarray(policy.search(ctx, seed), dtype=np.int64)
-    if choices.shape != (ctx.n_groups,):
-        raise ValueError(f"policy {policy_name!r} returned shape {choices.shape}; expected ({ctx.n_groups},)")
-    search_quality = ctx.quality(choices) if ctx.affordable([choices])[0] else float("nan")
-    wall = time.perf_counter() - start
-    config = problem.config(choices)
-    costs = problem.cost_model.costs(config)
-    return {
-        "policy": policy_name, "seed": seed, "budget": budget.ratio, "budget_metric": budget.metric,
-        "candidates": ",".join(map(str, problem.candidates)),
-        "quality": problem.quality(config, report_split), "search_quality": search_quality,
-        "fp32_quality": problem.quality(problem.uniform(FP32), report_split),
-        "report_split": report_split, **{c: costs[c] for c in COST_COLUMNS},
-        **{f"{c}_ratio": costs[f"{c}_ratio"] for c in COST_COLUMNS}, "within_budget": ctx.fits(choices),
-        "exact_evaluations": ctx.evaluations, "surrogate_evaluations": ctx.surrogate_evaluations, "wall_s": wall,
-        "choices": " ".join(map(str, choices.tolist())), "config": json.dumps(config_to_json(config)),
-    }
-
-
 def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True, ray: str | None = None, workers: int = 2,
                   plugins: Sequence[str] = ()) -> Path:
     """Run every unfinished cell of ``spec``; returns the path of ``results.csv``.
@@ -135,28 +153,39 @@ def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True, ray: 
     ``ray``: ``None`` runs the cells one after another; ``""`` on ``workers`` local Ray workers; an
     address on that Ray cluster. Cells are deterministic, so both give the same rows (in another order).
     """
-    require_env_id(spec.env_id)
     for name in spec.policies:
         get_policy(name)  # fail on a bad name before hours of work
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is not a folder; name a new or existing results folder")
+    spec.merged(out)  # a different benchmark already there: refuse before any work
+    check_env_kwargs(spec.env_id, spec.env_kwargs)
     out.mkdir(parents=True, exist_ok=True)
-    spec.save(out)
     results = out / "results.csv"
     if ray is None:
         problem, metric = make_problem(spec.env_id, spec.env_kwargs, progress)
+        _start(spec, problem, metric, out)
         for cell in tqdm(_todo(spec, metric, results), desc="benchmark cells", disable=not progress):
             _append(results, {"env": spec.env_id, **run_cell(problem, **cell)})
         return results
-    from mpq_gym.parallel import RayPool
     with RayPool(partial(problem_from_env, spec.env_id, spec.env_kwargs), workers, ray, plugins) as pool:
         # phase-1 rows and the surrogate's calibration points in parallel, once, here; the workers
         # then find both in the shared caches
         problem, metric = make_problem(spec.env_id, spec.env_kwargs, progress, pool)
+        _start(spec, problem, metric, out)
         problem.surrogate  # noqa: B018
         todo = _todo(spec, metric, results)
         for row in tqdm(pool.run_cells(todo), desc="benchmark cells", total=len(todo), disable=not progress):
             _append(results, {"env": spec.env_id, **row})
     return results
+
+
+def _start(spec: BenchSpec, problem: Problem, metric: str, out: Path) -> None:
+    """Check every budget is feasible on ``problem``, then write ``bench.json`` (so a failed start writes
+    nothing that blocks its corrected rerun)."""
+    for ratio in spec.budgets:
+        problem.budget_table(Budget(metric, ratio)).check_feasible()
+    spec.save(out)
 
 
 def _todo(spec: BenchSpec, metric: str, results: Path) -> list[dict[str, Any]]:

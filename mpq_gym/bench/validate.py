@@ -1,4 +1,4 @@
-"""``python -m mpq_gym.bench.validate DIR/results.csv``: replay every configuration and flag any row whose
+"""Replay every configuration of a results.csv (``mpq-gym validate DIR/results.csv``) and flag any row whose 
 quality or cost does not reproduce.
 
 Quality is recomputed with a fresh, empty result store (no memoised result is trusted); costs are
@@ -6,7 +6,6 @@ recomputed from the cost model. Exit status 1 when any row is flagged.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import tempfile
@@ -14,8 +13,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mpq_gym.bench.runner import COST_COLUMNS, BenchSpec, make_problem, read_results
-from mpq_gym.cli import print_json, run_cli
+from mpq_gym.bench.cells import make_problem
+from mpq_gym.bench.runner import BenchSpec, read_results
+from mpq_gym.cost import COST_METRICS
 from mpq_gym.config import config_from_mapping
 from mpq_gym.errors import ConfigError
 from mpq_gym.evaluate.exact import ExactEvaluator
@@ -24,10 +24,10 @@ from mpq_gym.evaluate.store import ResultStore
 
 def validate(results: Path, tolerance: float = 1e-6, progress: bool = True) -> list[dict]:
     """Problems found: one entry per row whose quality or a cost differs beyond ``tolerance`` (relative for costs)."""
+    spec = BenchSpec.load(results.parent)
     rows = read_results(results)
     if not rows:
         raise ConfigError(f"{results} has no rows to validate")
-    spec = BenchSpec.load(results.parent)
     problem, _ = make_problem(spec.env_id, spec.env_kwargs, progress)
     with tempfile.TemporaryDirectory() as tmp:
         fresh = ExactEvaluator(problem.workload, problem.evaluator.qmodel, ResultStore(Path(tmp) / "replay.sqlite"),
@@ -42,27 +42,10 @@ def validate(results: Path, tolerance: float = 1e-6, progress: bool = True) -> l
             if not math.isclose(replayed[key], float(row["quality"]), rel_tol=0, abs_tol=tolerance):
                 issues["quality"] = (float(row["quality"]), replayed[key])
             costs = problem.cost_model.costs(config)
-            for column in COST_COLUMNS:
+            for column in COST_METRICS:
                 if not math.isclose(costs[column], float(row[column]), rel_tol=1e-9):
                     issues[column] = (float(row[column]), costs[column])
             if issues:
                 flagged.append({"row": i + 2, "policy": row["policy"], "seed": row["seed"], "budget": row["budget"],
                                 "recorded_vs_replayed": issues})
     return flagged
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpq_gym.bench.validate", description=__doc__)
-    parser.add_argument("results", type=Path, help="results.csv written by python -m mpq_gym.bench")
-    parser.add_argument("--tolerance", type=float, default=1e-6, help="allowed absolute quality difference")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    if not args.results.exists():
-        raise ConfigError(f"{args.results} does not exist")
-    flagged = validate(args.results, args.tolerance, not args.quiet)
-    print_json({"rows": len(read_results(args.results)), "flagged": flagged})
-    return 1 if flagged else 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -24,12 +24,20 @@ class LookupTableCost:
     """A per-layer cost model read from a table [layer, w_bits - 1, a_bits - 1]."""
 
     def __init__(self, table: np.ndarray, layers: Sequence[LayerInfo], source: str = "array") -> None:
-        table = np.asarray(table, dtype=np.float64)
+        table = np.asarray(table)
+        if table.dtype.kind not in "iuf":
+            raise ConfigError(f"lookup table {source} holds {table.dtype} values; it must be a real-valued float array "
+                              f"[layer, w_bits - 1, a_bits - 1] (HAQ format: e.g. [{len(layers)}, 8, 8])")
+        table = table.astype(np.float64)
         if table.ndim != 3 or table.shape[0] != len(layers):
             raise ConfigError(f"lookup table {source} has shape {table.shape}; expected [{len(layers)} layers, "
-                              "max w_bits, max a_bits] for this workload (HAQ format)")
+                              f"max w_bits, max a_bits] for this workload (HAQ format, e.g. [{len(layers)}, 8, 8])")
         if not np.isfinite(table).all() or (table < 0).any():
-            raise ConfigError(f"lookup table {source} holds negative or non-finite costs")
+            raise ConfigError(f"lookup table {source} holds negative or non-finite costs; every cell must be a "
+                              "finite cost >= 0")
+        if not (table > 0).any():
+            raise ConfigError(f"lookup table {source} is all zeros: a budget on it could never bind; fill in the "
+                              "measured costs")
         self.table = table
         self.source = source
         self._row = {layer.name: i for i, layer in enumerate(layers)}
@@ -39,9 +47,13 @@ class LookupTableCost:
         """Load a ``.npy`` table; a malformed file raises :class:`ConfigError` naming the expected shape."""
         try:
             table = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read lookup table {path} ({exc}); save it with numpy.save as a float "
-                              "array [layer, w_bits - 1, a_bits - 1]") from exc
+        except (OSError, ValueError, EOFError) as exc:
+            raise ConfigError(f"cannot read lookup table {path} ({type(exc).__name__}: {exc}); save it with "
+                              "numpy.save as a float array [layer, w_bits - 1, a_bits - 1]") from exc
+        if not isinstance(table, np.ndarray):  # an .npz archive
+            table.close()
+            raise ConfigError(f"lookup table {path} is an .npz archive; save the one array with numpy.save "
+                              "as a .npy file [layer, w_bits - 1, a_bits - 1]")
         return cls(table, layers, source=str(path))
 
     def save(self, path: str | Path) -> None:

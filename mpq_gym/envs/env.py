@@ -1,90 +1,129 @@
 """MixedPrecisionEnv: choose a candidate (weight bits, activation bits) for one quantizer group per step."""
 from __future__ import annotations
 
-import inspect
-from typing import Any, Sequence
+import math
+from typing import Any, Mapping
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from mpq_gym.budget import ENFORCEMENT_MODES
 from mpq_gym.config import config_to_json
-from mpq_gym.envs.budget import ENFORCEMENT_MODES, Budget, budget_table
 from mpq_gym.envs.features import STATIC_FEATURES, group_features, normalised_sensitivity
-from mpq_gym.envs.registration import require_env_id
-from mpq_gym.problem import Problem
-from mpq_gym.quant.quantizers import QuantSettings
-from mpq_gym.workloads import Workload, get_workload
+from mpq_gym.envs.registration import registered_kwargs
+from mpq_gym.errors import ActionError, ConfigError, ResetNeeded
+from mpq_gym.problem import Problem, ProblemSpec
 
 REWARD_MODES = ("surrogate", "exact", "hybrid")
 #: delta: scale x (quality - FP32 quality) (HAQ); quality: scale x quality; relative: quality / FP32 - 1
 REWARD_SHAPINGS = ("delta", "quality", "relative")
+#: the env's own keyword arguments (the episode); every other gym.make kwarg is a :class:`ProblemSpec` field
+ENV_OPTIONS = ("enforcement", "reward_mode", "reward_scale", "reward_shaping", "penalty_coef", "continuous",
+               "progress", "problem", "render_mode")
 
 
-def build_problem(workload: str | Workload = "digits_cnn", candidates: str | Sequence = "hardware",
-                  tied: Sequence[Sequence[str]] | str = (), data_dir: str | None = None, weights: str | None = None,
-                  random_weights: bool = False, workload_kwargs: dict | None = None, lut: str | None = None,
-                  sensitivity_images: int = 256, surrogate_points: int = 16, weight_rounding: str = "nearest",
-                  progress: bool = False) -> Problem:
-    """The :class:`Problem` an env with these keyword arguments searches (phase-1 table not yet computed).
-    ``weight_rounding="adaround"`` learns integer weights' rounding once per (layer, bits) and caches it."""
-    if isinstance(workload, str):
-        workload = get_workload(workload, data_dir=data_dir, weights=weights, random_weights=random_weights,
-                                **(workload_kwargs or {}))
-    return Problem(workload, candidates, tied=tied, settings=QuantSettings(weight_rounding=weight_rounding), lut=lut,
-                   sensitivity_images=sensitivity_images, surrogate_points=surrogate_points, progress=progress)
+def check_env_options(enforcement: str, reward_mode: str, reward_scale: float, reward_shaping: str,
+                      penalty_coef: float, continuous: bool, render_mode: str | None) -> None:
+    """Raise :class:`ConfigError` naming the fix for the first bad episode option."""
+    for name, value, allowed in (("enforcement", enforcement, ENFORCEMENT_MODES), ("reward_mode", reward_mode, REWARD_MODES),
+                                 ("reward_shaping", reward_shaping, REWARD_SHAPINGS),
+                                 ("render_mode", render_mode, (None, *MixedPrecisionEnv.metadata["render_modes"]))):
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
+    for name, value in (("reward_scale", reward_scale), ("penalty_coef", penalty_coef)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if penalty_coef < 0:
+        raise ConfigError(f"penalty_coef must be >= 0, got {penalty_coef!r}")
+    if not isinstance(continuous, bool):
+        raise ConfigError(f"continuous must be true or false, got {continuous!r}")
 
 
-#: the env keyword arguments that define its problem (the rest define the episode)
-PROBLEM_KWARGS = tuple(inspect.signature(build_problem).parameters)
+def split_env_kwargs(env_id: str, env_kwargs: Mapping[str, Any]) -> tuple[ProblemSpec, dict[str, Any]]:
+    """(the :class:`ProblemSpec` of an id with ``env_kwargs`` on top of its registered ones, the episode options
+    the user gave); an unknown or invalid kwarg is a :class:`ConfigError` naming the fix."""
+    if not isinstance(env_kwargs, Mapping):
+        raise ConfigError(f"env kwargs must be a mapping of key=value, got {env_kwargs!r}")
+    spec, options = ProblemSpec.split_kwargs({**registered_kwargs(env_id), **env_kwargs}, ENV_OPTIONS)
+    return spec, {k: v for k, v in options.items() if k in env_kwargs}
 
 
-def problem_from_env(env_id: str, env_kwargs: dict[str, Any], progress: bool = False) -> Problem:
+def check_env_kwargs(env_id: str, env_kwargs: Mapping[str, Any]) -> ProblemSpec:
+    """Validate an id's kwargs without building anything: the :class:`ProblemSpec` fields and the episode
+    options (a :class:`ConfigError` naming the fix for the first bad one)."""
+    spec, options = split_env_kwargs(env_id, env_kwargs)
+    merged = {**{k: v for k, v in registered_kwargs(env_id).items() if k in ENV_OPTIONS}, **options}
+    merged.pop("problem", None)
+    merged.pop("progress", None)
+    defaults = {"enforcement": "limit", "reward_mode": "surrogate", "reward_scale": 0.1, "reward_shaping": "delta",
+                "penalty_coef": 10.0, "continuous": False, "render_mode": None}
+    check_env_options(**{**defaults, **merged})
+    return spec
+
+
+def problem_from_env(env_id: str, env_kwargs: Mapping[str, Any], progress: bool = False) -> Problem:
     """The problem behind an env id and kwargs, its phase-1 table not yet computed (picklable through
     ``functools.partial``, so Ray workers can rebuild it)."""
-    require_env_id(env_id)
-    merged = {**gym.spec(env_id.rpartition(":")[2]).kwargs, **env_kwargs, "progress": progress}
-    return build_problem(**{k: v for k, v in merged.items() if k in PROBLEM_KWARGS})
+    return split_env_kwargs(env_id, env_kwargs)[0].build(progress)
 
 
 class MixedPrecisionEnv(gym.Env):
-    """One step per quantizer group (layers in execution order); the episode ends after the last group.
+    """Choose a candidate (weight bits, activation bits[, number format]) for each quantizer group of a
+    pretrained network, within a hardware budget.
 
-    Observation (float32 Box, always inside its bounds): the group's HAQ features (index, c_in, c_out,
-    kernel, stride, feature size, log params, log MACs, depthwise, linear; min-max normalised), the
-    previous action (normalised index), this group's row of the phase-1 sensitivity table (SQNR
-    scaled to [0, 1]), the cost so far ÷ limit, and the budget left ÷ limit.
-    Action: ``Discrete(n_candidates)``, or with ``continuous=True`` a Box [-1, 1] split into equal bins
-    (HAQ). Candidates are ordered as given (by convention narrowest first).
-    Reward: 0 until the last step, then ``reward_scale`` x (quality - FP32 quality) in metric points
-    (HAQ: 0.1 x Δtop-1; ``reward_shaping`` selects others), minus ``penalty_coef`` x relative overshoot
-    in ``penalty`` mode.
-    Budget enforcement: ``limit`` (HAQ's action wall after the last action), ``penalty``, or ``mask``
-    (:meth:`action_masks` allows only choices that keep a feasible completion).
+    ## Description
+    One step per quantizer group (a layer, unless layers are tied), in execution order. The task (the
+    workload, the candidates, ties, quantizer settings and the budget) is a :class:`ProblemSpec`; the
+    keyword arguments below are the episode's options.
+
+    ## Action Space
+    ``Discrete(n_candidates)`` (candidates as given, by convention narrowest first), or with
+    ``continuous=True`` a ``Box(-1, 1, (1,))`` split into equal bins (HAQ). A one-element array is
+    accepted; anything else raises :class:`ActionError`.
+
+    ## Observation Space
+    A float32 ``Box`` (always inside its bounds): the group's HAQ features (index, c_in, c_out, kernel,
+    stride, feature size, log params, log MACs, depthwise, linear; min-max normalised), the previous
+    action (normalised index), this group's row of the phase-1 sensitivity table (SQNR scaled to [0, 1]),
+    the cost so far ÷ limit, and the budget left ÷ limit.
+
+    ## Rewards
+    0 until the last step, then ``reward_scale`` x (quality - FP32 quality) in metric points (HAQ: 0.1 x
+    Δtop-1; ``reward_shaping`` "quality" or "relative" for others), minus ``penalty_coef`` x relative
+    overshoot with ``enforcement="penalty"``. ``reward_mode``: "surrogate" (µs), "exact" (the network on
+    the search split) or "hybrid" (surrogate, exact for every new best).
+
+    ## Episode End
+    Terminates after the last group; never truncates. ``info`` then holds the configuration, its costs,
+    quality and whether it is within budget.
+
+    ## Budget enforcement
+    "limit" (HAQ's action wall after the last action), "penalty", or "mask" (:meth:`action_masks` allows
+    only choices that keep a feasible completion, for sb3-contrib's MaskablePPO).
+
+    ## Arguments
+    ``MixedPrecisionEnv(spec=None, *, enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef,
+    continuous, progress, problem, render_mode, **spec_fields)``: give a :class:`ProblemSpec` or its fields
+    (what ``gym.make`` passes); ``problem`` shares an already built :class:`Problem` between envs.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, workload: str | Workload = "digits_cnn", candidates: str | Sequence = "hardware",
-                 budget: float | None = 0.5, budget_metric: str = "bops", budget_absolute: float | None = None,
-                 enforcement: str = "limit", reward_mode: str = "surrogate", reward_scale: float = 0.1,
-                 reward_shaping: str = "delta",
-                 penalty_coef: float = 10.0, continuous: bool = False, tied: Sequence[Sequence[str]] | str = (),
-                 data_dir: str | None = None, weights: str | None = None, random_weights: bool = False,
-                 workload_kwargs: dict | None = None, lut: str | None = None, sensitivity_images: int = 256,
-                 surrogate_points: int = 16, weight_rounding: str = "nearest", progress: bool = False,
-                 problem: Problem | None = None, render_mode: str | None = None) -> None:
-        if enforcement not in ENFORCEMENT_MODES:
-            raise ValueError(f"enforcement must be one of {ENFORCEMENT_MODES}, got {enforcement!r}")
-        if reward_mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
-        if reward_shaping not in REWARD_SHAPINGS:
-            raise ValueError(f"reward_shaping must be one of {REWARD_SHAPINGS}, got {reward_shaping!r}")
+    def __init__(self, spec: ProblemSpec | None = None, *, enforcement: str = "limit",
+                 reward_mode: str = "surrogate", reward_scale: float = 0.1, reward_shaping: str = "delta",
+                 penalty_coef: float = 10.0, continuous: bool = False, progress: bool = False,
+                 problem: Problem | None = None, render_mode: str | None = None, **spec_fields: Any) -> None:
+        if spec is None:
+            spec, _ = ProblemSpec.split_kwargs(spec_fields)
+        elif spec_fields:
+            raise ConfigError(f"give either a ProblemSpec or its fields, not both (got {sorted(spec_fields)})")
+        check_env_options(enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef, continuous, render_mode)
+        #: the task this env poses (``self.spec`` is gymnasium's EnvSpec)
+        self.problem_spec = spec
         self.reward_shaping = reward_shaping
-        if problem is None:
-            problem = build_problem(workload, candidates, tied, data_dir, weights, random_weights, workload_kwargs,
-                                    lut, sensitivity_images, surrogate_points, weight_rounding, progress)
-        self.problem = problem
+        self.problem = problem if problem is not None else spec.build(progress)
+        problem = self.problem
         self.enforcement, self.reward_mode = enforcement, reward_mode
         self.reward_scale, self.penalty_coef = reward_scale, penalty_coef
         self.continuous = continuous
@@ -95,12 +134,12 @@ class MixedPrecisionEnv(gym.Env):
         #: metric -> (cost [group, candidate], fixed cost, cost of the reference configuration)
         self._all_costs = {m: (problem.group_cost_table(m), cost_model.fixed[m],
                                cost_model.cost(cost_model.reference_config(), m)) for m in cost_model.metrics}
-        self.budget = Budget(budget_metric, budget, budget_absolute)
-        self.costs = budget_table(problem, self.budget)
-        self.costs.check_feasible()
+        self.budget = spec.budget_spec
+        self.budget_table = problem.budget_table(self.budget)
+        self.budget_table.check_feasible()
         self._features = group_features(problem.groups, problem.layers)
         self._sensitivity = normalised_sensitivity(problem.sensitivity.sqnr_db)
-        top = self.costs.max_total / self.costs.limit
+        top = self.budget_table.max_total / self.budget_table.limit
         n_static = len(STATIC_FEATURES) + 1 + self.n_candidates
         low = np.concatenate([np.zeros(n_static), [0.0, min(0.0, 1.0 - top)]]).astype(np.float32)
         high = np.concatenate([np.ones(n_static), [max(top, 1.0), 1.0]]).astype(np.float32)
@@ -110,32 +149,37 @@ class MixedPrecisionEnv(gym.Env):
         self._best_surrogate = -np.inf
         self._step = 0
         self._choices = np.zeros(self.n_groups, dtype=np.int64)
-        self._spent = self.costs.fixed
+        self._spent = self.budget_table.fixed
+        self._needs_reset = True
 
     # ------------------------------------------------------------------ helpers
     def action_to_index(self, action: Any) -> int:
-        """Candidate index of an action; bad actions raise ``ValueError``."""
+        """Candidate index of one action: an integer (or one-element integer array) in range, or with
+        ``continuous=True`` one number in [-1, 1]; anything else raises :class:`ActionError`."""
+        array = np.asarray(action)
+        if array.size != 1 or array.dtype.kind not in ("iuf" if self.continuous else "iu"):
+            allowed = "one number in [-1, 1]" if self.continuous else f"an integer in [0, {self.n_candidates})"
+            raise ActionError(f"action must be {allowed}, got {action!r}; sample from env.action_space")
+        value = float(array.reshape(-1)[0])
         if self.continuous:
-            value = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
             if not np.isfinite(value) or not -1.0 - 1e-6 <= value <= 1.0 + 1e-6:
-                raise ValueError(f"continuous action must lie in [-1, 1], got {action!r}")
+                raise ActionError(f"continuous action must lie in [-1, 1], got {action!r}")
             return min(int((value + 1.0) / 2.0 * self.n_candidates), self.n_candidates - 1)
-        index = int(np.asarray(action).reshape(-1)[0]) if np.ndim(action) else int(action)
-        if not 0 <= index < self.n_candidates or float(np.asarray(action).reshape(-1)[0]) != index:
-            raise ValueError(f"action must be an integer in [0, {self.n_candidates}), got {action!r}")
-        return index
+        if not 0 <= value < self.n_candidates:
+            raise ActionError(f"action must be an integer in [0, {self.n_candidates}), got {action!r}")
+        return int(value)
 
     def action_masks(self) -> np.ndarray:
         """Candidates allowed at this step (all in ``limit``/``penalty`` modes; feasible ones in ``mask``)."""
         if self.enforcement != "mask" or self._step >= self.n_groups:
             return np.ones(self.n_candidates, dtype=bool)
-        return self.costs.feasible_actions(self._step, self._spent - self.costs.fixed)
+        return self.budget_table.feasible_actions(self._step, self._spent - self.budget_table.fixed)
 
     def _observation(self) -> np.ndarray:
         g = min(self._step, self.n_groups - 1)
         previous = self._choices[g - 1] / max(self.n_candidates - 1, 1) if self._step > 0 else 0.0
         obs = np.concatenate([self._features[g], [previous], self._sensitivity[g],
-                              [self._spent / self.costs.limit, 1.0 - self._spent / self.costs.limit]])
+                              [self._spent / self.budget_table.limit, 1.0 - self._spent / self.budget_table.limit]])
         return np.clip(obs, self.observation_space.low, self.observation_space.high).astype(np.float32)
 
     def _quality(self, choices: np.ndarray) -> tuple[float, bool]:
@@ -156,7 +200,7 @@ class MixedPrecisionEnv(gym.Env):
             return quality / fp32 - 1.0 if fp32 else 0.0
         return self.reward_scale * (quality - fp32)
 
-    def _costs(self, choices: np.ndarray) -> dict[str, float]:
+    def _cost_metrics(self, choices: np.ndarray) -> dict[str, float]:
         """Every cost metric of a complete configuration and its ratio to the reference (from tables)."""
         rows = np.arange(self.n_groups)
         out = {}
@@ -168,20 +212,21 @@ class MixedPrecisionEnv(gym.Env):
     # --------------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
+        self._needs_reset = False
         self._step = 0
         self._choices = np.zeros(self.n_groups, dtype=np.int64)
-        self._spent = self.costs.fixed
+        self._spent = self.budget_table.fixed
         return self._observation(), {"group": self.problem.groups[0].name, "action_mask": self.action_masks()}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
-        if self._step >= self.n_groups:
-            raise RuntimeError("step() called after the episode ended: call reset()")
+        if self._needs_reset or self._step >= self.n_groups:
+            raise ResetNeeded("call reset() before step(): " + ("the episode ended" if self._step else "no episode yet"))
         index = self.action_to_index(action)
         if self.enforcement == "mask" and not self.action_masks()[index]:
-            raise ValueError(f"action {index} ({self.problem.candidates[index]}) is masked out at step {self._step}: "
+            raise ActionError(f"action {index} ({self.problem.candidates[index]}) is masked out at step {self._step}: "
                              "no completion within the budget exists; sample from action_masks()")
         self._choices[self._step] = index
-        self._spent += self.costs.table[self._step, index]
+        self._spent += self.budget_table.table[self._step, index]
         self._step += 1
         if self._step < self.n_groups:
             return self._observation(), 0.0, False, False, {
@@ -190,19 +235,19 @@ class MixedPrecisionEnv(gym.Env):
 
     def _finish(self) -> tuple[np.ndarray, float, bool, bool, dict]:
         chosen = self._choices.copy()
-        final = self.costs.enforce_limit(chosen) if self.enforcement == "limit" else chosen
+        final = self.budget_table.enforce_limit(chosen) if self.enforcement == "limit" else chosen
         quality, exact = self._quality(final)
-        costs = self._costs(final)
-        total = costs[self.costs.metric]
-        overshoot = max(0.0, total / self.costs.limit - 1.0)
+        costs = self._cost_metrics(final)
+        total = costs[self.budget_table.metric]
+        overshoot = max(0.0, total / self.budget_table.limit - 1.0)
         reward = self._shape(quality)
         if self.enforcement == "penalty":
             reward -= self.penalty_coef * overshoot
         config = self.problem.config(final)
         info = {"config": config_to_json(config), "choices": final.tolist(), "chosen": chosen.tolist(),
                 "quality": quality, "exact": exact, "fp32_quality": self.problem.fp32_quality,
-                "costs": costs, "budget_metric": self.costs.metric, "budget_limit": self.costs.limit,
-                "budget_used": total / self.costs.limit, "within_budget": overshoot <= 1e-9,
+                "costs": costs, "budget_metric": self.budget_table.metric, "budget_limit": self.budget_table.limit,
+                "budget_used": total / self.budget_table.limit, "within_budget": overshoot <= 1e-9,
                 "action_mask": np.ones(self.n_candidates, dtype=bool)}
         self._spent = total
         return self._observation(), float(reward), True, False, info
@@ -212,4 +257,4 @@ class MixedPrecisionEnv(gym.Env):
             return None
         done = ", ".join(f"{g.name}={self.problem.candidates[c]}"
                          for g, c in zip(self.problem.groups[:self._step], self._choices[:self._step]))
-        return f"step {self._step}/{self.n_groups}, {self.costs.metric} {self._spent / self.costs.limit:.3f} of budget: {done}"
+        return f"step {self._step}/{self.n_groups}, {self.budget_table.metric} {self._spent / self.budget_table.limit:.3f} of budget: {done}"

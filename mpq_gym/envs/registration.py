@@ -1,6 +1,8 @@
 """Gymnasium ids: ``MixedPrecision-<Model>-v0`` and ``MixedPrecisionContinuous-<Model>-v0``."""
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 
 from mpq_gym.errors import ConfigError
@@ -42,3 +44,10 @@ def require_env_id(env_id: str) -> None:
     if env_id.rpartition(":")[2] not in gym.registry:
         registered = sorted(i for i in gym.registry if i.startswith("MixedPrecision"))
         raise ConfigError(f"unknown env id {env_id!r}; registered ids: {registered}")
+
+
+
+def registered_kwargs(env_id: str) -> dict[str, Any]:
+    """The kwargs an id registers (``module:id`` accepted)."""
+    require_env_id(env_id)
+    return dict(gym.spec(env_id.rpartition(":")[2]).kwargs)

@@ -6,16 +6,18 @@ import warnings
 import torch
 from tqdm.auto import tqdm
 
-from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
+from mpq_gym.cache import cache_dir, content_hash, load_entry, save_atomic, tensor_like
 from mpq_gym.config import FP32, Config, config_to_json, uniform_config
-from mpq_gym.evaluate.metrics import sqnr_db
+from mpq_gym.metrics import sqnr_db
 from mpq_gym.evaluate.store import ResultStore
 from mpq_gym.quant.model import QuantizedModel
 from mpq_gym.quant.quantizers import QuantSettings
 from mpq_gym.workloads.base import Workload
 
 #: Bump when the numerics of an evaluation change, so stale memoised results are not reused.
-EVAL_FORMAT = 2
+EVAL_FORMAT = 3
+#: Bump when the FP32-outputs cache layout changes.
+FP32_FORMAT = 2
 
 
 def build_quantized_model(workload: Workload, settings: QuantSettings = QuantSettings(),
@@ -42,6 +44,7 @@ class ExactEvaluator:
         self.progress = progress
         self.forward_passes = 0
         self._fp32_outputs: dict[str, torch.Tensor] = {}
+        self._fp32_entries: dict[str, tuple[str, str]] = {}  # split -> (cache entry, checksum)
 
     def _key(self, config: Config, split: str) -> str:
         return content_hash(EVAL_FORMAT, self.workload.fingerprint(), self.qmodel.settings, split,
@@ -60,26 +63,45 @@ class ExactEvaluator:
         return torch.cat([self.qmodel(x).float() for x, _ in batches])
 
     def fp32_outputs(self, split: str) -> torch.Tensor:
-        """FP32 outputs on ``split`` (cached in memory and on disk)."""
+        """FP32 outputs on ``split`` (cached in memory and on disk; a damaged file is recomputed)."""
         if split not in self._fp32_outputs:
-            path = cache_dir() / "fp32_outputs" / f"{content_hash(self.workload.fingerprint(), split)}.pt"
-            if path.exists():
-                self._fp32_outputs[split] = load_cached(path)
-            else:
-                self._fp32_outputs[split] = self.outputs(uniform_config(self.qmodel.layer_names, FP32), split)
-                save_atomic(self._fp32_outputs[split], path)
+            path = cache_dir() / "fp32_outputs" / f"{content_hash(FP32_FORMAT, self.workload.fingerprint(), split)}.pt"
+            n = len(self.workload.split(split))
+            entry = load_entry(path, lambda t: tensor_like(t, dtype=torch.float32) and t.ndim >= 1 and len(t) == n)
+            if entry is None:
+                outputs = self.outputs(uniform_config(self.qmodel.layer_names, FP32), split)
+                entry = save_atomic(outputs, path)
+            self._fp32_outputs[split] = entry.obj
+            self._fp32_entries[split] = (entry.key, entry.digest)
         return self._fp32_outputs[split]
 
+    def _deps(self, split: str) -> dict[str, str]:
+        """The cache entries a result on ``split`` comes from: the FP32 outputs (checksum) and the
+        quantizer cache (lineage)."""
+        self.fp32_outputs(split)
+        return {self._fp32_entries[split][0]: self._fp32_entries[split][1], **self.qmodel.cache_entries()}
+
     def evaluate(self, config: Config, split: str = "search") -> dict[str, float]:
-        """Metrics of ``config`` on ``split``; a repeated configuration is a dictionary lookup."""
+        """Metrics of ``config`` on ``split``; a repeated configuration is a dictionary lookup.
+
+        A memoised result is used only if the FP32 outputs it was computed against are the ones cached now
+        (same checksum); otherwise it is recomputed."""
         key = self._key(config, split)
-        cached = self.store.get(key)
+        cached = self.store.get_with_deps(key)
         if cached is not None:
-            return dict(cached)
+            value, deps = cached
+            fp32_entry, fp32_digest = self._fp32_entry(split)
+            if deps.get(fp32_entry) == fp32_digest:
+                return dict(value)
+            self.store.delete(key)
         reference = self.fp32_outputs(split)
         is_fp32 = all(c == FP32 for c in config.values())
         outputs = reference if is_fp32 else self.outputs(config, split)
         result = dict(self.workload.metric(outputs, self.workload.split(split).targets, reference))
         result["sqnr_db"] = sqnr_db(outputs, reference)
-        self.store.put(key, result)
+        self.store.put(key, result, self._deps(split))
         return dict(result)
+
+    def _fp32_entry(self, split: str) -> tuple[str, str]:
+        self.fp32_outputs(split)
+        return self._fp32_entries[split]

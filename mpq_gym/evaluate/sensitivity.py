@@ -12,23 +12,29 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
+from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic, tensor_like
 from mpq_gym.candidates import QuantizerGroup
 from mpq_gym.config import FP32, Candidate, uniform_config
-from mpq_gym.evaluate.metrics import sqnr_db
+from mpq_gym.metrics import sqnr_db
 from mpq_gym.quant.model import QuantizedModel
 
-if TYPE_CHECKING:
-    from mpq_gym.parallel import RayPool
+SENSITIVITY_FORMAT = 3
 
-SENSITIVITY_FORMAT = 2
+
+class RowPool(Protocol):
+    """Workers that compute phase-1 rows in parallel (e.g. :class:`mpq_gym.bench.parallel.RayPool`)."""
+
+    workers: int
+
+    def sensitivity_rows(self, chunks: Iterable[Sequence[int]]) -> Iterator[tuple[int, Any]]:
+        """(group, phase-1 row) for every group of every chunk, as chunks finish."""
 
 
 @dataclass
@@ -123,7 +129,7 @@ def sensitivity_rows(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Seque
 
 def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Sequence[QuantizerGroup],
                         candidates: Sequence[Candidate], cache_key: str | None = None, batch_size: int = 32,
-                        progress: bool = True, pool: "RayPool | None" = None) -> SensitivityTable:
+                        progress: bool = True, pool: RowPool | None = None) -> SensitivityTable:
     """Fill S[group, candidate] on ``inputs`` (calibration images); cached and resumable under ``cache_key``.
 
     With a Ray ``pool`` the pending groups are split into contiguous runs (in execution order), one per
@@ -134,8 +140,17 @@ def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Se
         key = content_hash(SENSITIVITY_FORMAT, cache_key, qmodel.settings, [g.layers for g in groups],
                            [tuple(c) for c in candidates], len(inputs))
         path = cache_dir() / "sensitivity" / f"{key}.pt"
-    state = load_cached(path) if path is not None and path.exists() else \
-        {"sqnr": np.full((len(groups), len(candidates)), np.nan), "done": [False] * len(groups)}
+    shape = (len(groups), len(candidates))
+
+    def valid(stored: Any) -> bool:  # the layout record() writes, for this table's shape
+        return (isinstance(stored, dict) and set(stored) == {"sqnr", "done"}
+                and tensor_like(stored["sqnr"], shape, torch.float64) and isinstance(stored["done"], list)
+                and len(stored["done"]) == len(groups) and all(isinstance(d, bool) for d in stored["done"])
+                and not bool(torch.isnan(stored["sqnr"][torch.tensor(stored["done"], dtype=torch.bool)]).any()))
+
+    stored = load_cached(path, valid) if path is not None else None
+    state = ({"sqnr": stored["sqnr"].numpy().copy(), "done": list(stored["done"])} if stored is not None
+             else {"sqnr": np.full(shape, np.nan), "done": [False] * len(groups)})
     table = SensitivityTable([g.name for g in groups], list(candidates), state["sqnr"], len(inputs))
     pending = [g for g in range(len(groups)) if not state["done"][g]]
     if not pending:
@@ -146,11 +161,11 @@ def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Se
     def record(g: int, row: np.ndarray) -> None:
         state["sqnr"][g], state["done"][g] = row, True
         if path is not None:
-            save_atomic(state, path)
+            save_atomic({"sqnr": torch.from_numpy(state["sqnr"]), "done": list(state["done"])}, path)
         bar.update(len(candidates))
 
     if pool is not None and len(pending) > 1:
-        for g, row in pool.sensitivity_rows(np.array_split(np.array(pending), len(pool.actors))):
+        for g, row in pool.sensitivity_rows(np.array_split(np.array(pending), pool.workers)):
             record(g, row)
     else:
         sensitivity_rows(qmodel, inputs, groups, candidates, pending, batch_size, record)

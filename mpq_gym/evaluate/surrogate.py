@@ -16,6 +16,7 @@ from scipy.optimize import curve_fit
 from scipy.special import expit
 
 from mpq_gym.evaluate.sensitivity import SensitivityTable
+from mpq_gym.metrics import noise_power
 
 
 def _logistic(x: np.ndarray, low: float, mid: float, width: float, high: float) -> np.ndarray:
@@ -57,7 +58,7 @@ class Surrogate:
 
     def __init__(self, table: SensitivityTable, fit: MonotoneFit | None = None) -> None:
         self.table = table
-        self.noise = np.power(10.0, -np.asarray(table.sqnr_db, dtype=np.float64) / 10.0)  # [G, C]
+        self.noise = noise_power(table.sqnr_db)  # [G, C]
         self.metric_fit = fit
         self._rows = np.arange(len(table.groups))
 

@@ -19,16 +19,16 @@ grid, one-signed ones (post-ReLU) the unsigned grid with all ``bits`` as magnitu
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
 import torch
 
+from mpq_gym.metrics import sqnr_db
 from mpq_gym.quant.quantizers import (ActRange, QuantSettings, _channel_errors, _signed_limits, activation_range,
-                                      adjacent_pairs, fake_quant_activation, fake_quant_weight, search_clip,
-                                      weight_scales)
+                                      adjacent_pairs, fake_quant_activation, fake_quant_weight, histogram,
+                                      search_clip, weight_scales)
 
 GRID_FORMATS = ("int", "pot", "flint")
 #: ANT chooses among these per tensor
@@ -194,12 +194,6 @@ def int_act_quant(act_range: ActRange, bits: int) -> ActQuant:
     return ActQuant("int", bits, scale, zero_point, signed=False)
 
 
-def _histogram(values: torch.Tensor, lo: float, hi: float, bins: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    counts = torch.histc(values, bins=bins, min=lo, max=hi)
-    edges = torch.linspace(lo, hi, bins + 1)
-    return (edges[:-1] + edges[1:]) / 2, counts
-
-
 def _grid_act_candidate(centers: torch.Tensor, counts: torch.Tensor, bits: int, fmt: str,
                         grid: int = 100) -> tuple[ActQuant, float]:
     """Best clip of a grid format on a histogram (centers, counts) and its squared error."""
@@ -231,7 +225,7 @@ def activation_quantizer(values: torch.Tensor, pairs: torch.Tensor, lo: float, h
         return olive_act_quant(pairs, lo, hi, bits)
     if fmt not in ("pot", "flint", "ant"):
         raise ValueError(f"unknown number format {fmt!r}")
-    centers, counts = _histogram(values, min(lo, 0.0), max(hi, 0.0))
+    centers, counts = histogram(values, min(lo, 0.0), max(hi, 0.0))
     if fmt != "ant":
         return _grid_act_candidate(centers, counts, bits, fmt)[0]
     as_int = int_act_quant(activation_range(values, lo, hi, bits, settings), bits)
@@ -242,5 +236,4 @@ def activation_quantizer(values: torch.Tensor, pairs: torch.Tensor, lo: float, h
 
 def tensor_sqnr_db(x: torch.Tensor, quantized: torch.Tensor) -> float:
     """SQNR of one quantized tensor against its original, in dB."""
-    noise = (quantized.double() - x.double()).pow(2).sum().item()
-    return math.inf if noise == 0 else 10 * math.log10(x.double().pow(2).sum().item() / noise)
+    return sqnr_db(quantized, x)

@@ -5,6 +5,7 @@ Everything is measured with forward hooks on one example input, so any ``nn.Modu
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
@@ -169,3 +170,11 @@ def fold_batchnorm(model: nn.Module, example_input: torch.Tensor, rtol: float = 
             "some conv output feeds more than its BatchNorm. Build the QuantizedModel with fold_bn=False."
         )
     return folded
+
+
+def quantizable_layers(model: nn.Module, example: torch.Tensor, fold_bn: bool = True) -> list[LayerInfo]:
+    """The quantizable layers of ``model`` (on a copy, BN folded when ``fold_bn``, as they are quantized)."""
+    model = copy.deepcopy(model).eval()
+    if fold_bn:
+        fold_batchnorm(model, example)
+    return discover_layers(model, example)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import astuple
+from numbers import Real
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
+from mpq_gym.cache import cache_dir, content_hash, entry_key, load_entry, new_lineage, save_atomic, tensor_like
 from mpq_gym.config import DEFAULT_FORMAT, FLOAT_BITS, FP32, SUPPORTED_BITS, Candidate, Config
 from mpq_gym.errors import ConfigError
 from mpq_gym.quant.adaround import ADAROUND_FORMAT, adaround, collect_rows
@@ -21,7 +22,9 @@ from mpq_gym.quant.quantizers import ActivationObserver, ActRange, QuantSettings
 
 log = logging.getLogger(__name__)
 QUANT_BITS = [b for b in SUPPORTED_BITS if b != FLOAT_BITS]
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
+#: Bump when the AdaRound cache layout changes (on top of ``ADAROUND_FORMAT``, the algorithm's version).
+ADAROUND_CACHE_FORMAT = 2
 
 
 class QuantizedModel(nn.Module):
@@ -62,16 +65,44 @@ class QuantizedModel(nn.Module):
         self._act_formats: dict[tuple[str, int, str], ActQuant] = {}
         self._observers: dict[str, ActivationObserver] = {}
         self._adaround: dict[tuple[str, int], torch.Tensor] = {}
+        self._adaround_entries: dict[tuple[str, int], tuple[str, str]] = {}
+        self._cache_lineage = new_lineage()
         self._dirty = False
         self._load_cache()
         for name, module in self._modules_q.items():
             module.register_forward_pre_hook(self._make_act_hook(name))
 
     # ----------------------------------------------------------------- cache
+    def _valid_cache(self, data: object) -> bool:
+        """Whether a loaded quantizer cache has the structure :meth:`_save_cache` writes, for these layers."""
+        names = set(self.layer_names)
+        if not isinstance(data, dict) or set(data) != {"weight_quant", "act_ranges", "act_formats"}:
+            return False
+        for (name, bits, fmt), (rfmt, rbits, scale) in data["weight_quant"].items():
+            if (name not in names or not isinstance(bits, int) or not isinstance(fmt, str) or not isinstance(rfmt, str)
+                    or not isinstance(rbits, int) or not tensor_like(scale) or not scale.is_floating_point()
+                    or scale.numel() == 0 or scale.shape[0] not in (1, self._fp32_weights[name].shape[0])):
+                return False
+        for name, ranges in data["act_ranges"].items():
+            if name not in names or not isinstance(ranges, dict) or set(ranges) != set(QUANT_BITS):
+                return False
+            if not all(isinstance(r, tuple) and len(r) == 2 and all(isinstance(v, Real) for v in r)
+                       for r in ranges.values()):
+                return False
+        for (name, bits, fmt), q in data["act_formats"].items():
+            if (name not in names or not isinstance(bits, int) or not isinstance(fmt, str) or not isinstance(q, tuple)
+                    or len(q) != 5 or not isinstance(q[0], str) or not isinstance(q[2], Real)):
+                return False
+        return True
+
     def _load_cache(self) -> None:
-        if self._cache_path is None or not self._cache_path.exists():
+        if self._cache_path is None:
             return
-        data = load_cached(self._cache_path)
+        entry = load_entry(self._cache_path, self._valid_cache)
+        if entry is None:
+            return
+        data = entry.obj
+        self._cache_lineage = entry.lineage
         self._weight_quant = {k: WeightQuant(*v) for k, v in data["weight_quant"].items()}
         self._act_ranges = {n: {b: ActRange(*r) for b, r in v.items()} for n, v in data["act_ranges"].items()}
         self._act_formats = {k: ActQuant(*v) for k, v in data["act_formats"].items()}
@@ -82,8 +113,18 @@ class QuantizedModel(nn.Module):
         save_atomic({"weight_quant": {k: (q.fmt, q.bits, q.scale) for k, q in self._weight_quant.items()},
                      "act_ranges": {n: {b: (r.lo, r.hi) for b, r in v.items()} for n, v in self._act_ranges.items()},
                      "act_formats": {k: astuple(q) for k, q in self._act_formats.items()}},
-                    self._cache_path)
+                    self._cache_path, lineage=self._cache_lineage)
         self._dirty = False
+
+    def cache_entries(self) -> dict[str, str]:
+        """The disk-cache entries behind the current configuration: the quantizer cache (its lineage) and
+        the AdaRound weights in use (their checksums). The result store records them with each result."""
+        entries = {entry_key(self._cache_path): self._cache_lineage} if self._cache_path is not None else {}
+        for name, cand in self._config.items():
+            used = self._adaround_entries.get((name, cand.w_bits)) if self.uses_adaround(cand.w_bits, cand.fmt) else None
+            if used is not None:
+                entries[used[0]] = used[1]
+        return entries
 
     # ----------------------------------------------------------- quantizers
     def _make_act_hook(self, name: str) -> Callable:
@@ -123,7 +164,7 @@ class QuantizedModel(nn.Module):
     def _adaround_path(self, name: str, bits: int) -> Path | None:
         if self._cache_key is None:
             return None
-        return cache_dir() / "adaround" / f"{content_hash(self._cache_key, self.settings, ADAROUND_FORMAT, name, bits)}.pt"
+        return cache_dir() / "adaround" / f"{content_hash(self._cache_key, self.settings, ADAROUND_FORMAT, ADAROUND_CACHE_FORMAT, name, bits)}.pt"
 
     def prepare_candidates(self, layers: Iterable[str], candidates: Iterable[Candidate]) -> None:
         """Learn or load, in one pass over the calibration data, the AdaRound weights that these layers
@@ -140,8 +181,12 @@ class QuantizedModel(nn.Module):
             if (name, bits) in self._adaround:
                 continue
             path = self._adaround_path(name, bits)
-            if path is not None and path.exists():
-                self._adaround[(name, bits)] = load_cached(path)
+            reference = self._fp32_weights[name]
+            entry = None if path is None else load_entry(
+                path, lambda w, ref=reference: tensor_like(w, tuple(ref.shape), ref.dtype) and bool(torch.isfinite(w).all()))
+            if entry is not None:
+                self._adaround[(name, bits)] = entry.obj
+                self._adaround_entries[(name, bits)] = (entry.key, entry.digest)
             else:
                 missing.append((name, bits))
         if not missing:
@@ -160,7 +205,8 @@ class QuantizedModel(nn.Module):
             self._adaround[(name, bits)] = result.weight
             path = self._adaround_path(name, bits)
             if path is not None:
-                save_atomic(result.weight, path)
+                saved_entry = save_atomic(result.weight, path)
+                self._adaround_entries[(name, bits)] = (saved_entry.key, saved_entry.digest)
         self.set_config(saved)
 
     def activation_range(self, name: str, bits: int) -> ActRange:
@@ -239,7 +285,3 @@ class QuantizedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
-
-    def layer(self, name: str) -> LayerInfo:
-        """Statistics of one layer by name."""
-        return self.layers[self.layer_names.index(name)]

@@ -164,6 +164,13 @@ class ActivationObserver:
         return {b: activation_range(values, self.lo, self.hi, b, settings) for b in bits_list}
 
 
+def histogram(values: torch.Tensor, lo: float, hi: float, bins: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bin centers, counts) of ``values`` on ``bins`` equal bins over [lo, hi]."""
+    counts = torch.histc(values, bins=bins, min=lo, max=hi)
+    edges = torch.linspace(lo, hi, bins + 1)
+    return (edges[:-1] + edges[1:]) / 2, counts
+
+
 def activation_range(values: torch.Tensor, lo: float, hi: float, bits: int, settings: QuantSettings,
                      bins: int = 1024, grid: int = 100) -> ActRange:
     """Choose [lo, hi] for ``bits``: min-max, a percentile pair, or the MSE-optimal shrink of min-max.
@@ -178,9 +185,7 @@ def activation_range(values: torch.Tensor, lo: float, hi: float, bits: int, sett
         p_lo, p_hi = torch.quantile(values[: 1 << 24].double(), q).tolist()
         return ActRange(p_lo, p_hi)
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    counts = torch.histc(values, bins=bins, min=lo, max=hi)
-    edges = torch.linspace(lo, hi, bins + 1)
-    centers = (edges[:-1] + edges[1:]) / 2
+    centers, counts = histogram(values, lo, hi, bins)
     if lo == 0.0 or hi == 0.0:
         shrink = torch.linspace(1.0 / grid, 1.0, grid)
         cand_lo, cand_hi = lo * shrink, hi * shrink

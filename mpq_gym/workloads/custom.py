@@ -6,7 +6,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
-from mpq_gym.evaluate.metrics import classification_metrics
+from mpq_gym.metrics import classification_metrics
 from mpq_gym.workloads.base import SPLITS, Metric, Split, Workload
 
 

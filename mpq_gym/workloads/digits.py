@@ -4,19 +4,20 @@ The fast real workload: real weights, real held-out accuracy, seconds on a CPU.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
-from mpq_gym.evaluate.metrics import classification_metrics
+from mpq_gym.cache import cache_dir, content_hash, load_cached, matches_state_dict, save_atomic
+from mpq_gym.metrics import classification_metrics
 from mpq_gym.workloads.base import RANDOM_WEIGHTS, Split, Workload, seeded_init
+from mpq_gym.workloads.weights import apply_state_dict, load_state_dict_file
 
 TRAIN_RECIPE = {"epochs": 40, "lr": 3e-3, "batch": 64, "seed": 0, "test": 400, "search": 300, "calibration": 256,
                 "arch": "digits_cnn_v1"}
+#: Bump when the trained-weights cache layout changes.
+WEIGHTS_CACHE_FORMAT = 2
 
 
 class DigitsCNN(nn.Module):
@@ -80,11 +81,18 @@ def digits_workload(random_weights: bool = False, weights: str | None = None, ba
         model = DigitsCNN()
     if random_weights:
         source = RANDOM_WEIGHTS
+    elif weights:  # the user's file: never unpickled, checked against the architecture
+        apply_state_dict(model, load_state_dict_file(weights, "digits_cnn"), weights, "digits_cnn")
+        source = str(weights)
     else:
-        path = Path(weights) if weights else cache_dir() / "digits" / f"digits_cnn-{content_hash(TRAIN_RECIPE)}.pt"
-        if not weights and not path.exists():
-            save_atomic(train_digits_cnn().state_dict(), path)
-        model.load_state_dict(load_cached(path))
+        path = cache_dir() / "digits" / f"digits_cnn-{content_hash(TRAIN_RECIPE, WEIGHTS_CACHE_FORMAT)}.pt"
+        reference = model.state_dict()
+        state = load_cached(path, lambda s: matches_state_dict(s, reference)
+                            and all(bool(torch.isfinite(t).all()) for t in s.values() if t.is_floating_point()))
+        if state is None:  # absent or damaged: train again (deterministic)
+            state = train_digits_cnn().state_dict()
+            save_atomic(state, path)
+        model.load_state_dict(state)
         source = str(path)
     data = _digits_data(TRAIN_RECIPE)
     return Workload(name="digits_cnn", model=model.eval(), input_shape=(1, 8, 8), metric=classification_metrics,

@@ -19,7 +19,7 @@ import os
 import torch
 
 from mpq_gym.errors import ConfigError, MissingDataError
-from mpq_gym.evaluate.metrics import classification_metrics, perplexity_metrics
+from mpq_gym.metrics import classification_metrics, perplexity_metrics
 from mpq_gym.workloads.base import Split, SplitSizes, Workload, split_indices
 from mpq_gym.workloads.text import read_records, tokenize
 from mpq_gym.workloads.transformer_models import (MASK, SequenceClassifier, TokenNLL, conv1d_to_linear,

@@ -10,13 +10,15 @@ from PIL import Image
 from torchvision import transforms
 from tqdm.auto import tqdm
 
-from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic
+from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic, tensor_like
 from mpq_gym.errors import MissingDataError
 from mpq_gym.workloads.base import SplitSizes, Split, split_indices
 from mpq_gym.workloads.locate import DATA_ENV, data_sources
 
 IMAGENET_CLASSES = 1000
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+#: Bump when the decoded-images cache layout changes.
+IMAGES_CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,18 @@ def load_imagenet_splits(data_dir: str | os.PathLike | None, prep: ImagePreproce
     paths, labels = list_images(root)
     indices = split_indices(len(paths), sizes, seed, f"the images in {root}")
     listing = [(str(p.relative_to(root)), p.stat().st_size) for p in paths]
-    key = content_hash(str(root), listing, prep, sizes, seed)
+    key = content_hash(str(root), listing, prep, sizes, seed, IMAGES_CACHE_FORMAT)
     cache_file = cache_dir() / "data" / f"imagenet-{key}.pt"
-    if cache_file.exists():
-        stored = load_cached(cache_file)
-    else:
+
+    def valid(obj: object) -> bool:  # uint8 crops and int labels, one per image of each split
+        return isinstance(obj, dict) and set(obj) == set(indices) and all(
+            isinstance(obj[name], tuple) and len(obj[name]) == 2
+            and tensor_like(obj[name][0], (len(idx), 3, prep.crop, prep.crop), torch.uint8)
+            and tensor_like(obj[name][1], (len(idx),)) and not obj[name][1].is_floating_point()
+            for name, idx in indices.items())
+
+    stored = load_cached(cache_file, valid)
+    if stored is None:  # absent or damaged: decode again
         stored = {}
         for name, idx in indices.items():
             stored[name] = (_decode([paths[i] for i in idx], prep, f"decoding {name} images"),

@@ -11,10 +11,10 @@ import torchvision
 from torch import nn
 
 from mpq_gym.errors import MissingWeightsError
-from mpq_gym.evaluate.metrics import classification_metrics
+from mpq_gym.metrics import classification_metrics
 from mpq_gym.workloads.base import RANDOM_WEIGHTS, Workload, seeded_init
 from mpq_gym.workloads.imagenet import ImagePreprocessing, SplitSizes, load_imagenet_splits
-from mpq_gym.workloads.weights import hub_checkpoint, load_state_dict_file
+from mpq_gym.workloads.weights import apply_state_dict, hub_checkpoint, load_state_dict_file
 
 EFFICIENTNET_LITE_PREP = ImagePreprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 TORCHVISION_PREP = ImagePreprocessing()
@@ -46,7 +46,7 @@ def torchvision_workload(name: str, data_dir: str | os.PathLike | None = None, w
         source = RANDOM_WEIGHTS
     else:
         state = load_state_dict_file(weights, name) if weights else hub_checkpoint(url, name)
-        model.load_state_dict(state)
+        apply_state_dict(model, state, weights or url, name)
         source = str(weights or url)
     return _imagenet_workload(name, model, source, TORCHVISION_PREP, data_dir, split_sizes, batch_size)
 
@@ -89,8 +89,14 @@ def efficientnet_lite0_workload(data_dir: str | os.PathLike | None = None, weigh
         source = RANDOM_WEIGHTS
     else:
         path = weights or efficientnet_lite0_weights_path()
-        state = map_positional_state_dict(load_state_dict_file(path, "efficientnet_lite0"), model)
-        model.load_state_dict(state, strict=False)
+        try:
+            state = map_positional_state_dict(load_state_dict_file(path, "efficientnet_lite0"), model)
+        except MissingWeightsError as exc:
+            if "weights file" in str(exc):
+                raise
+            raise MissingWeightsError(f"efficientnet_lite0: weights file {path} does not fit the architecture ({exc}); "
+                                      "pass EfficientNet-Lite0 weights") from exc
+        apply_state_dict(model, state, path, "efficientnet_lite0", strict=False)
         source = str(path)
     return _imagenet_workload("efficientnet_lite0", model, source, EFFICIENTNET_LITE_PREP, data_dir,
                               split_sizes, batch_size)

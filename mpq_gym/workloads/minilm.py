@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from mpq_gym.evaluate.metrics import sts_metrics
+from mpq_gym.metrics import sts_metrics
 from mpq_gym.errors import MissingWeightsError
 from mpq_gym.workloads.base import RANDOM_WEIGHTS, Split, SplitSizes, Workload, seeded_init, split_indices
 from mpq_gym.workloads.text import STSB_FILE, find_data_file, read_sts_pairs, tokenize

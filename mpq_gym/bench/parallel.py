@@ -11,8 +11,10 @@ import importlib
 import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from mpq_gym.bench.cells import run_cell
 from mpq_gym.cache import CACHE_ENV
 from mpq_gym.errors import ConfigError
+from mpq_gym.evaluate.sensitivity import sensitivity_rows
 from mpq_gym.problem import Problem
 
 ProblemFactory = Callable[[], Problem]  # e.g. functools.partial(problem_from_env, env_id, env_kwargs)
@@ -34,13 +36,11 @@ class _Worker:
         return self.problem.quality(self.problem.config(choices), split)
 
     def sensitivity_rows(self, which: Sequence[int]) -> dict[int, Any]:
-        from mpq_gym.evaluate.sensitivity import sensitivity_rows
         p = self.problem
         return sensitivity_rows(p.evaluator.qmodel, p.sensitivity_inputs(), p.groups, p.candidates,
                                 [int(g) for g in which], p.workload.batch_size)
 
     def run_cell(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        from mpq_gym.bench.runner import run_cell
         return run_cell(self.problem, **kwargs)
 
 
@@ -63,6 +63,7 @@ class RayPool:
                      log_to_driver=False, configure_logging=False)
         env_vars = {k: os.environ[k] for k in SHARED_ENV if k in os.environ}
         actor = ray.remote(num_cpus=1)(_Worker).options(runtime_env={"env_vars": env_vars})
+        self.workers = workers
         self.actors = [actor.remote(factory, tuple(plugins)) for _ in range(workers)]
         self.pool = ActorPool(self.actors)
 

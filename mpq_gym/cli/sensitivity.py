@@ -1,4 +1,4 @@
-"""``python -m mpq_gym.sensitivity --workload NAME --candidates W4A8,W8A8,W8A16``: phase-1 table.
+"""``mpq-gym sensitivity --workload NAME --candidates W4A8,W8A8,W8A16``: phase-1 table.
 
 Writes the table as JSON (``--out``, default ``runs/sensitivity/<workload>-<candidates>.json``) and
 prints it as a markdown table. Cached and resumable: rerun the same command after an interruption.
@@ -8,17 +8,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mpq_gym.benchmarks.common import markdown_table
-from mpq_gym.cli import add_workload_args, run_cli, workload_from_args
+from mpq_gym.markdown import markdown_table
+from mpq_gym.cli.common import add_workload_args, make_parser, positive_int, run_cli, workload_from_args
 from mpq_gym.problem import Problem
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpq_gym.sensitivity", description=__doc__)
+    parser = make_parser("sensitivity", __doc__, "--workload efficientnet_lite0 --candidates hardware --images 64")
     add_workload_args(parser)
     parser.add_argument("--candidates", default="W4A8,W8A8,W8A16",
                         help="comma-separated W<w>A<a>, or 'hardware' / 'expanded'")
-    parser.add_argument("--images", type=int, default=256, help="calibration images to use (at most the split)")
+    parser.add_argument("--images", type=positive_int, default=256, help="calibration images to use (at most the split)")
     parser.add_argument("--out", default=None, help="JSON output path")
     args = parser.parse_args(argv)
     workload = workload_from_args(args)

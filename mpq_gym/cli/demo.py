@@ -1,4 +1,4 @@
-"""``python -m mpq_gym.demo``: the main job on the embedded default.
+"""``mpq-gym demo``: the main job on the embedded default.
 
 EfficientNet-Lite0 on the ImageNet sample (found via ``MPQ_GYM_DATA`` or ../shared/data, else
 downloaded when online; with no image data at all, DigitsCNN with a printed notice): trains a PPO
@@ -14,7 +14,7 @@ from functools import partial
 from mpq_gym.bench.policies import register_policy
 from mpq_gym.bench.report import write_report
 from mpq_gym.bench.runner import BenchSpec, run_benchmark
-from mpq_gym.cli import run_cli
+from mpq_gym.cli.common import make_parser, positive_float, positive_int, run_cli
 from mpq_gym.errors import MissingDataError
 from mpq_gym.workloads.imagenet import find_imagenet_dir
 from mpq_gym.workloads.imagenet_sample import download_imagenet_sample
@@ -37,17 +37,17 @@ def choose_env(data_dir: str | None = None) -> tuple[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpq_gym.demo", description=__doc__)
+    parser = make_parser("demo", __doc__, "--out runs/demo")
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--budget", type=float, default=0.375, help="BOPs budget, ratio of uniform W8A16")
-    parser.add_argument("--episodes", type=int, default=200, help="PPO training episodes (surrogate mode)")
-    parser.add_argument("--max-evaluations", type=int, default=4, help="exact evaluations per search")
+    parser.add_argument("--budget", type=positive_float, default=0.375, help="BOPs budget, ratio of uniform W8A16")
+    parser.add_argument("--episodes", type=positive_int, default=200, help="PPO training episodes (surrogate mode)")
+    parser.add_argument("--max-evaluations", type=positive_int, default=4, help="exact evaluations per search")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     env_id, env_kwargs = choose_env(args.data_dir)
     env_kwargs.update(candidates="hardware", sensitivity_images=64)
-    from agents.search import agent_search  # agents/ ships with the package
+    from mpq_gym.agents.agent_search import agent_search  # agents/ ships with the package
     register_policy("ppo", partial(agent_search, "ppo", episodes=args.episodes))
     spec = BenchSpec(env_id, env_kwargs, ["uniform", "greedy", "ilp", "evolution", "random", "ppo"], [args.budget],
                      seeds=1, max_evaluations=args.max_evaluations)

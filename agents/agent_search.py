@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from agents.training import env_on_problem, load_hyperparams, train
+from mpq_gym.agents.training import env_on_problem, load_hyperparams, train
 from mpq_gym.search import SearchContext
 
 DEFAULT_EPISODES = 300

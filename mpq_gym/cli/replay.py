@@ -1,4 +1,4 @@
-"""``python -m agents.evaluate RUN_DIR``: replay a trained agent and its best configuration, exactly.
+"""``mpq-gym replay RUN_DIR``: replay a trained agent and its best configuration, exactly.
 
 Prints JSON: for the agent's deterministic episode and for the run's best configuration, the exact
 metrics on ``--split`` (default test) and every cost.
@@ -15,11 +15,10 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.type_aliases import PolicyPredictor
 
-from agents.train import make_env
-from agents.training import load_agent, model_path
-from mpq_gym.cli import print_json, run_cli
+from mpq_gym.agents.training import load_agent, make_env, model_path, read_run_args, require_trusted
+from mpq_gym.cli.common import make_parser, print_json, run_cli
 from mpq_gym.config import FP32
-from mpq_gym.errors import ConfigError
+from mpq_gym.errors import InputFileError
 
 
 def rollout(agent: PolicyPredictor, env: gym.Env, deterministic: bool = True, seed: int = 0) -> dict[str, Any]:
@@ -35,14 +34,14 @@ def rollout(agent: PolicyPredictor, env: gym.Env, deterministic: bool = True, se
     return info
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
-    """Exact metrics and costs of the agent's greedy configuration and of the run's best one."""
+def evaluate_run(run_dir: str | Path, split: str = "test", trust: bool = False) -> dict[str, Any]:
+    """Exact metrics and costs of the agent's greedy configuration and of the run's best one.
+
+    A PPO/DDPG run folder not created on this machine is refused unless ``trust`` (its model is a pickle)."""
     run_dir = Path(run_dir)
-    args_path = run_dir / "args.json"
-    if not args_path.exists():
-        raise ConfigError(f"{args_path} is missing: give a run folder written by python -m agents.train")
-    args = json.loads(args_path.read_text())
-    env = make_env(args["algo"], args["env_id"], args["env_kwargs"], args["hyperparams"])
+    args = read_run_args(run_dir, "mpq-gym replay")
+    require_trusted(run_dir, args["algo"], trust, "replaying it")
+    env = make_env(args["env_id"], args["env_kwargs"], args["hyperparams"])
     path = model_path(run_dir, args["algo"])
     if not path.exists():
         path = model_path(run_dir, args["algo"], checkpoint=True)
@@ -54,21 +53,29 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     entries = {"agent": final["choices"]}
     best_path = run_dir / "best_config.json"
     if best_path.exists():
-        entries["best"] = json.loads(best_path.read_text())["choices"]
+        try:
+            best = json.loads(best_path.read_text())["choices"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise InputFileError(f"{best_path} is damaged ({type(exc).__name__}); restore it or delete it") from exc
+        if not isinstance(best, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in best):
+            raise InputFileError(f"{best_path} is damaged (choices is not a list of integers); restore it or delete it")
+        entries["best"] = best
     for name, choices in entries.items():
         config = problem.config(choices)
         out[name] = {"choices": list(map(int, choices)), "metrics": problem.evaluate(config, split),
                      "costs": problem.cost_model.costs(config),
-                     "within_budget": env.unwrapped.costs.fits(np.asarray(choices))}
+                     "within_budget": env.unwrapped.budget_table.fits(np.asarray(choices))}
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__)
+    parser = make_parser("replay", __doc__, "runs/MixedPrecision-DigitsCNN-v0/ppo_0_20261125-120000 --split test")
     parser.add_argument("run_dir")
     parser.add_argument("--split", default="test")
+    parser.add_argument("--trust", action="store_true",
+                        help="replay a PPO/DDPG run folder made elsewhere (its model is a pickle: it can run code)")
     args = parser.parse_args(argv)
-    print_json(evaluate_run(args.run_dir, args.split))
+    print_json(evaluate_run(args.run_dir, args.split, args.trust))
     return 0
 
 

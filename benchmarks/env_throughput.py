@@ -1,4 +1,4 @@
-"""Environment throughput: ``python -m mpq_gym.benchmarks.env_throughput``.
+"""Environment throughput: ``python -m benchmarks.env_throughput``.
 
 Surrogate-mode steps per second with random actions in one process (sensitivity table and surrogate
 built first, not timed), on EfficientNet-Lite0 and on the ResNet50 structure (random weights, a few
@@ -16,8 +16,8 @@ import gymnasium as gym
 import numpy as np
 
 import mpq_gym  # noqa: F401  (registers the ids)
-from mpq_gym.benchmarks.common import peak_rss_gb, reproduce_command
-from mpq_gym.cli import print_json, run_cli
+from benchmarks.common import peak_rss_gb, reproduce_command
+from mpq_gym.cli.common import print_json, run_cli
 from mpq_gym.problem import graded_random_choices
 from mpq_gym.workloads import SplitSizes
 
@@ -55,7 +55,7 @@ def exact_episode_ratio(env: gym.Env, episodes: int, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpq_gym.benchmarks.env_throughput", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.env_throughput", description=__doc__)
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--exact-episodes", type=int, default=3)
     args = parser.parse_args(argv)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             gym.make("MixedPrecision-EfficientNetLite0-v0", budget=8.0, reward_mode="exact",
                      problem=effnet.unwrapped.problem), args.exact_episodes),
         "peak_rss_gb": round(peak_rss_gb(), 2),
-        "command": reproduce_command("mpq_gym.benchmarks.env_throughput", argv),
+        "command": reproduce_command("benchmarks.env_throughput", argv),
     }
     print_json(result)
     return 0

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from mpq_gym.bench.runner import BenchSpec, read_results, run_benchmark
-from mpq_gym.benchmarks.common import peak_rss_gb, reproduce_command
+from benchmarks.common import peak_rss_gb, reproduce_command
 from mpq_gym.cache import CACHE_ENV, cache_dir
-from mpq_gym.cli import parse_env_kwargs
+from mpq_gym.cli.common import parse_env_kwargs
 
 VOLATILE = ("wall_s",)
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"cells": cells, "serial_s": round(times["serial"], 1), "ray_s": round(times["ray"], 1),
                       "workers": args.workers, "speedup": round(times["serial"] / times["ray"], 2),
                       "identical_rows": identical, "peak_rss_gb_driver": round(peak_rss_gb(), 2),
-                      "command": reproduce_command("mpq_gym.benchmarks.ray_speedup", argv)}, indent=2))
+                      "command": reproduce_command("benchmarks.ray_speedup", argv)}, indent=2))
     return 0
 
 

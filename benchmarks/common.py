@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: peak memory and markdown tables."""
+"""Helpers shared by the benchmark scripts: peak memory, timing, and the report format."""
 from __future__ import annotations
 
 import resource
@@ -8,23 +8,13 @@ from typing import Sequence
 
 import torch
 
+from mpq_gym.markdown import markdown_table
+
 
 def peak_rss_gb() -> float:
     """Peak resident set size of this process so far, in GB."""
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / (1024 ** 3 if sys.platform == "darwin" else 1024 ** 2)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub-flavoured markdown table; floats get two decimals, four below 1 in magnitude (so that
-    correlations such as Spearman stay readable)."""
-    def fmt(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:.4f}" if abs(v) < 1 else f"{v:.2f}"
-        return str(v)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def reproduce_command(module: str, argv: Sequence[str] | None) -> str:

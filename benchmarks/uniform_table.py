@@ -1,4 +1,4 @@
-"""Exact evaluation of uniform configurations: ``python -m mpq_gym.benchmarks.uniform_table``.
+"""Exact evaluation of uniform configurations: ``python -m benchmarks.uniform_table``.
 
 Prints a markdown table (every metric of the workload, Δ vs FP32, output SQNR) with wall time and
 peak RSS. ``--configs`` takes number formats too (``W4A8-ant``, ``W4A4-olive``), and
@@ -11,8 +11,8 @@ import argparse
 import sys
 import time
 
-from mpq_gym.benchmarks.common import print_report
-from mpq_gym.cli import add_workload_args, run_cli, workload_from_args
+from benchmarks.common import print_report
+from mpq_gym.cli.common import add_workload_args, run_cli, workload_from_args
 from mpq_gym.config import parse_config
 from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
 from mpq_gym.quant.quantizers import WEIGHT_ROUNDING, QuantSettings
@@ -20,7 +20,7 @@ from mpq_gym.workloads.base import ALL_SPLITS, SPLITS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpq_gym.benchmarks.uniform_table", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.uniform_table", description=__doc__)
     add_workload_args(parser)
     parser.add_argument("--split", default=ALL_SPLITS, choices=[*SPLITS, ALL_SPLITS])
     parser.add_argument("--configs", default="fp32,W8A16,W8A8,W6A8,W4A8",
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: {primary} {metrics[primary]:.4g}", file=sys.stderr)
     header = ["config", primary, f"Δ{primary} vs FP32", *extra_names, "output SQNR dB", "seconds"]
     print_report(f"{workload.name} ({workload.weights}), split '{args.split}' ({len(workload.split(args.split))} samples)",
-                 header, rows, start, "mpq_gym.benchmarks.uniform_table", argv)
+                 header, rows, start, "benchmarks.uniform_table", argv)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Phase-1 sensitivity cost: ``python -m mpq_gym.benchmarks.phase1 --workload efficientnet_lite0``.
+"""Phase-1 sensitivity cost: ``python -m benchmarks.phase1 --workload efficientnet_lite0``.
 
 Wall time of the table, and that time ÷ (cells × one FP32 forward over the same images), both
 measured in this run. Calibration and weight quantization for the candidates' bit-widths are done
@@ -10,15 +10,15 @@ import argparse
 import statistics
 import time
 
-from mpq_gym.benchmarks.common import peak_rss_gb, reproduce_command, time_forward
-from mpq_gym.cli import add_workload_args, print_json, run_cli, workload_from_args
+from benchmarks.common import peak_rss_gb, reproduce_command, time_forward
+from mpq_gym.cli.common import add_workload_args, print_json, run_cli, workload_from_args
 from mpq_gym.config import FP32, uniform_config
 from mpq_gym.evaluate.sensitivity import chain_stages, compute_sensitivity
 from mpq_gym.problem import Problem
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpq_gym.benchmarks.phase1", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.phase1", description=__doc__)
     add_workload_args(parser)
     parser.add_argument("--candidates", default="hardware")
     parser.add_argument("--images", type=int, default=64)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                 "phase1_s": round(phase1, 1), "fp32_forward_s": round(fp32, 3),
                 "ratio_vs_cells_x_fp32_forward": round(phase1 / (cells * fp32), 3),
                 "one_time_setup_s": round(setup, 1), "peak_rss_gb": round(peak_rss_gb(), 2),
-                "command": reproduce_command("mpq_gym.benchmarks.phase1", argv)})
+                "command": reproduce_command("benchmarks.phase1", argv)})
     return 0
 
 

@@ -1,6 +1,6 @@
 """Surrogate fidelity: Kendall τ between surrogate and exact quality over random configurations.
 
-``python -m mpq_gym.benchmarks.surrogate_fidelity --workload efficientnet_lite0 --candidates expanded``
+``python -m benchmarks.surrogate_fidelity --workload efficientnet_lite0 --candidates expanded``
 Random configurations are *graded*: each draws a rate p ~ U(0, 1) and quantizes each group to a
 uniformly random candidate with probability p (else the widest), so the sample spans near-FP32 to
 fully mixed; the surrogate is calibrated on different configurations than it is tested on.
@@ -15,8 +15,8 @@ import numpy as np
 from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
-from mpq_gym.benchmarks.common import peak_rss_gb, reproduce_command
-from mpq_gym.cli import add_workload_args, print_json, run_cli, workload_from_args
+from benchmarks.common import peak_rss_gb, reproduce_command
+from mpq_gym.cli.common import add_workload_args, print_json, run_cli, workload_from_args
 from mpq_gym.problem import Problem, graded_random_choices
 
 
@@ -38,7 +38,7 @@ def _plot(path: Path, predicted: np.ndarray, exact: np.ndarray, metric: str, tau
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpq_gym.benchmarks.surrogate_fidelity", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.surrogate_fidelity", description=__doc__)
     add_workload_args(parser)
     parser.add_argument("--candidates", default="expanded")
     parser.add_argument("--images", type=int, default=64, help="calibration images for the phase-1 table")
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 "surrogate_ms_per_config_single": round(single_ms, 4),
                 "surrogate_build_s": round(build, 1), "exact_evaluations": problem.exact_evaluations,
                 "fit": vars(surrogate.metric_fit), "plot": args.plot, "peak_rss_gb": round(peak_rss_gb(), 2),
-                "command": reproduce_command("mpq_gym.benchmarks.surrogate_fidelity", argv)})
+                "command": reproduce_command("benchmarks.surrogate_fidelity", argv)})
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``python -m agents.curves``: learning curves of agents vs random search, and the exact quality of what
+"""``mpq-gym curves``: learning curves of agents vs random search, and the exact quality of what
 each found.
 
 For each setting (candidate set : budget ratio), every algorithm trains for ``--episodes`` per seed in
@@ -18,14 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from agents.recording import EpisodeLog
-from agents.training import env_on_problem, load_hyperparams, train
-from baselines.uniform import uniform_search
-from mpq_gym.bench.runner import make_problem
-from mpq_gym.cli import parse_env_kwargs, run_cli
+from mpq_gym.agents.recording import EpisodeLog
+from mpq_gym.agents.training import env_on_problem, load_hyperparams, train
+from mpq_gym.baselines.uniform import uniform_search
+from mpq_gym.bench.cells import make_problem
+from mpq_gym.cli.common import make_parser, names, parse_env_kwargs, positive_float, positive_int, run_cli
 from mpq_gym.config import FP32
-from mpq_gym.envs.budget import Budget
+from mpq_gym.budget import Budget
 from mpq_gym.envs.env import MixedPrecisionEnv
+from mpq_gym.markdown import markdown_table
 from mpq_gym.problem import Problem
 from mpq_gym.search import SearchContext
 
@@ -73,7 +74,7 @@ def run_setting(problem: Problem, ratio: float, metric: str, algos: list[str], s
         "budget": ratio, "candidates": [str(c) for c in problem.candidates], "episodes": episodes,
         "fp32_test": problem.quality(problem.uniform(FP32), "test"),
         "uniform": {"config": str(problem.candidates[int(uniform[0])]), "test": problem.quality(problem.config(uniform), "test"),
-                    "bops_ratio": ctx.total_cost(uniform) / ctx.costs.reference_cost}, "algos": {}}
+                    "bops_ratio": ctx.total_cost(uniform) / ctx.budget_table.reference_cost}, "algos": {}}
     for algo, dirs in runs.items():
         rows = [_episodes(d) for d in dirs]
         bests = [json.loads((d / "best_config.json").read_text()) for d in dirs]
@@ -124,25 +125,34 @@ def markdown(results: list[dict[str, Any]]) -> str:
         lines += [f"**{','.join(res['candidates'])} at r = {res['budget']:g}** ({res['episodes']} episodes per run; "
                   f"FP32 {res['fp32_test']:.2f}; uniform {res['uniform']['config']} "
                   f"(BOPs ratio {res['uniform']['bops_ratio']:.3f}) {res['uniform']['test']:.2f} on test)", "",
-                  "| policy | seeds | best surrogate top-1 (mean) | exact test top-1 of best, per seed | mean | "
-                  "vs uniform | BOPs ratio |", "|---|---|---|---|---|---|---|"]
+                  ]
+        rows = []
         for algo, d in res["algos"].items():
             test = np.array(d["test"])
-            lines.append(f"| {algo} | {len(test)} | {np.mean(d['best_surrogate']):.2f} | "
-                         f"{', '.join(f'{t:.2f}' for t in test)} | {test.mean():.2f} | "
-                         f"{test.mean() - res['uniform']['test']:+.2f} | {np.mean(d['bops_ratio']):.3f} |")
+            rows.append([algo, len(test), f"{np.mean(d['best_surrogate']):.2f}", ", ".join(f"{t:.2f}" for t in test),
+                         f"{test.mean():.2f}", f"{test.mean() - res['uniform']['test']:+.2f}",
+                         f"{np.mean(d['bops_ratio']):.3f}"])
+        lines.append(markdown_table(["policy", "seeds", "best surrogate top-1 (mean)",
+                                     "exact test top-1 of best, per seed", "mean", "vs uniform", "BOPs ratio"], rows))
         lines.append("")
     return "\n".join(lines)
 
 
+def setting(text: str) -> tuple[str, float]:
+    """``CANDIDATES:RATIO`` (e.g. ``hardware:0.375``)."""
+    candidates, sep, ratio = text.rpartition(":")
+    if not sep or not candidates:
+        raise argparse.ArgumentTypeError(f"{text!r} is not CANDIDATES:RATIO, e.g. hardware:0.375")
+    return candidates, positive_float(ratio)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.curves", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser("curves", __doc__, "--env MixedPrecision-DigitsCNN-v0 --algos reinforce,ppo --episodes 60 --seeds 2 --out runs/curves_digits")
     parser.add_argument("--env", default="MixedPrecision-EfficientNetLite0-v0")
-    parser.add_argument("--algos", default="reinforce,ppo,ddpg")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--episodes", type=int, default=300)
-    parser.add_argument("--setting", action="append", default=None, metavar="CANDIDATES:RATIO",
+    parser.add_argument("--algos", type=names, default="reinforce,ppo,ddpg")
+    parser.add_argument("--seeds", type=positive_int, default=3)
+    parser.add_argument("--episodes", type=positive_int, default=300)
+    parser.add_argument("--setting", type=setting, action="append", default=None, metavar="CANDIDATES:RATIO",
                         help="repeatable; default hardware:0.375 and expanded:0.25")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V")
     parser.add_argument("--out", default="runs/curves")
@@ -151,11 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for setting in args.setting or ["hardware:0.375", "expanded:0.25"]:
-        candidates, _, ratio = setting.rpartition(":")
+    for candidates, ratio in args.setting or [("hardware", 0.375), ("expanded", 0.25)]:
         problem, metric = make_problem(args.env, {**parse_env_kwargs(args.env_kwargs), "candidates": candidates,
-                                                  "budget": float(ratio)}, progress=not args.quiet)
-        results.append(run_setting(problem, float(ratio), metric, args.algos.split(","), args.seeds, args.episodes,
+                                                  "budget": ratio}, progress=not args.quiet)
+        results.append(run_setting(problem, ratio, metric, args.algos, args.seeds, args.episodes,
                                    out / f"{candidates}_{ratio}", not args.quiet))
     (out / "curves.json").write_text(json.dumps(results))
     plot(results, out / "curves.png")

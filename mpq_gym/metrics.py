@@ -1,8 +1,9 @@
-"""Task metrics and the label-free output SQNR."""
+"""Task metrics, the label-free SQNR, and noise power."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -23,6 +24,11 @@ def sqnr_db(outputs: torch.Tensor, reference: torch.Tensor) -> float:
     if noise == 0.0:
         return math.inf
     return 10.0 * math.log10(max(signal, 1e-300) / noise)
+
+
+def noise_power(sqnr: "np.ndarray | float") -> np.ndarray:
+    """Relative noise power of an SQNR in dB: 10^(-SQNR/10) (the additive unit of the surrogate and the ILP)."""
+    return np.power(10.0, -np.asarray(sqnr, dtype=np.float64) / 10.0)
 
 
 def sts_metrics(embeddings: torch.Tensor, gold: torch.Tensor, fp32_embeddings: torch.Tensor) -> dict[str, float]:

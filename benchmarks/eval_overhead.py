@@ -1,6 +1,6 @@
 """Exact-evaluation overhead: one quantized evaluation ÷ the FP32 forward of the same images.
 
-``python -m mpq_gym.benchmarks.eval_overhead --workload efficientnet_lite0 --split search``
+``python -m benchmarks.eval_overhead --workload efficientnet_lite0 --split search``
 Both are timed side by side in this process, alternating, ``--repeats`` times; medians are compared.
 The FP32 side is the original, unwrapped model (BN not folded, no hooks); the quantized side is
 ``ExactEvaluator.outputs`` (set_config + fake-quant forward). One-time work (activation calibration,
@@ -15,15 +15,15 @@ import time
 
 import torch
 
-from mpq_gym.benchmarks.common import peak_rss_gb, reproduce_command, time_forward
-from mpq_gym.cli import add_workload_args, print_json, run_cli, workload_from_args
+from benchmarks.common import peak_rss_gb, reproduce_command, time_forward
+from mpq_gym.cli.common import add_workload_args, print_json, run_cli, workload_from_args
 from mpq_gym.config import FP32, parse_config, uniform_config
 from mpq_gym.evaluate.exact import ExactEvaluator
 from mpq_gym.workloads.base import SPLITS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpq_gym.benchmarks.eval_overhead", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.eval_overhead", description=__doc__)
     add_workload_args(parser)
     parser.add_argument("--split", default="search", choices=SPLITS)
     parser.add_argument("--config", default="uniform:W8A8")
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                 "quantized_runs_s": [round(t, 2) for t in quant_times],
                 "repeated_config_ms": round(statistics.median(lookups) * 1e3, 4),
                 "one_time_setup_s": round(setup, 1), "peak_rss_gb": round(peak_rss_gb(), 2),
-                "command": reproduce_command("mpq_gym.benchmarks.eval_overhead", argv)})
+                "command": reproduce_command("benchmarks.eval_overhead", argv)})
     return 0
 
 

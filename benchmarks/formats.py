@@ -1,4 +1,4 @@
-"""Number formats side by side: ``python -m mpq_gym.benchmarks.formats --workload minilm``.
+"""Number formats side by side: ``python -m benchmarks.formats --workload minilm``.
 
 For each uniform configuration (``--configs``, e.g. W4A32 = weights only) in each format (``--formats``):
 the task metric and output SQNR of the whole network on ``--split``, the mean SQNR of the quantized
@@ -14,8 +14,8 @@ from collections import Counter
 import numpy as np
 import torch
 
-from mpq_gym.benchmarks.common import print_report
-from mpq_gym.cli import add_workload_args, run_cli, workload_from_args
+from benchmarks.common import print_report
+from mpq_gym.cli.common import add_workload_args, run_cli, workload_from_args
 from mpq_gym.config import FLOAT_BITS, FP32, parse_candidate, uniform_config
 from mpq_gym.evaluate.exact import ExactEvaluator
 from mpq_gym.quant.formats import tensor_sqnr_db
@@ -56,7 +56,7 @@ def tensor_quality(qmodel: QuantizedModel, inputs: dict[str, torch.Tensor], w_bi
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mpq_gym.benchmarks.formats", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.formats", description=__doc__)
     add_workload_args(parser)
     parser.add_argument("--split", default="test", choices=[*SPLITS, ALL_SPLITS])
     parser.add_argument("--configs", default="W8A32,W4A32,W32A8,W32A4,W8A8,W4A8,W4A4",
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
               "input SQNR dB", "ANT types (layers)", "seconds"]
     print_report(f"{workload.name} ({workload.weights}), split '{args.split}' ({len(workload.split(args.split))} "
                  f"samples); tensor SQNRs are means over layers, inputs on {args.act_batch} search samples",
-                 header, rows, start, "mpq_gym.benchmarks.formats", argv)
+                 header, rows, start, "benchmarks.formats", argv)
     return 0
 
 

@@ -1,13 +1,12 @@
 """Hardware budgets: resolving a limit, checking feasibility, and HAQ's action wall."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from mpq_gym.problem import Problem
+from mpq_gym.errors import ConfigError
 
 ENFORCEMENT_MODES = ("limit", "penalty", "mask")
 
@@ -20,12 +19,22 @@ class Budget:
     ratio: float | None = 0.5
     absolute: float | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("ratio", "absolute"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"budget {name} must be a finite number > 0 (e.g. budget=0.375), got {value!r}")
+        if self.ratio is None and self.absolute is None:
+            raise ConfigError("a budget needs a ratio of the reference cost (budget=0.375) or budget_absolute=<cost>")
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ConfigError(f"budget_metric must be a cost metric name such as 'bops', got {self.metric!r}")
+
     def limit(self, reference_cost: float) -> float:
         """The absolute limit."""
         if self.absolute is not None:
             return float(self.absolute)
-        if self.ratio is None or self.ratio <= 0:
-            raise ValueError(f"budget ratio must be > 0, got {self.ratio}")
         return float(self.ratio) * reference_cost
 
 
@@ -44,9 +53,9 @@ class BudgetTable:
         self.ceiling = limit * (1 + 1e-9)
 
     def check_feasible(self) -> None:
-        """Raise ``ValueError`` naming the smallest achievable cost when no configuration fits."""
+        """Raise :class:`ConfigError` naming the smallest achievable cost when no configuration fits."""
         if self.min_total > self.ceiling:
-            raise ValueError(
+            raise ConfigError(
                 f"infeasible budget: {self.metric} limit {self.limit:.6g} "
                 f"({self.limit / self.reference_cost:.4f} x the reference) is below the smallest achievable "
                 f"{self.metric} {self.min_total:.6g} ({self.min_total / self.reference_cost:.4f} x the reference, "
@@ -82,13 +91,3 @@ class BudgetTable:
                 break
         return choices
 
-
-def budget_table(problem: "Problem", budget: Budget) -> BudgetTable:
-    """The :class:`BudgetTable` of ``budget`` on ``problem``'s groups and candidates."""
-    cost_model = problem.cost_model
-    if budget.metric not in cost_model.metrics:
-        raise ValueError(f"unknown budget metric {budget.metric!r}; choose one of {cost_model.metrics} "
-                         "('lut' needs lut='table.npy')")
-    reference = cost_model.cost(cost_model.reference_config(), budget.metric)
-    return BudgetTable(problem.group_cost_table(budget.metric), cost_model.fixed[budget.metric],
-                       budget.limit(reference), budget.metric, reference)

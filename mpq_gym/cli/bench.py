@@ -1,0 +1,67 @@
+"""``mpq-gym bench``: compare policies on one env across budgets and seeds."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from mpq_gym.bench.policies import BUILTIN, import_plugin
+from mpq_gym.bench.report import write_report
+from mpq_gym.bench.runner import REPORT_SPLITS, BenchSpec, run_benchmark
+from mpq_gym.cli.common import make_parser, names, parse_env_kwargs, positive_floats, positive_int, run_cli
+from mpq_gym.tracking import MlflowTracker
+
+
+def log_to_mlflow(uri: str, spec: BenchSpec, paths: dict[str, Path]) -> None:
+    """One MLflow run per benchmark folder: the spec, each cell's aggregates, the table, CSV and plot."""
+    summary = json.loads(paths["summary"].read_text())
+    with MlflowTracker(uri, f"mpq-gym-bench/{spec.env_id}", paths["table"].parent.name, asdict(spec)) as tracker:
+        for cell in summary:
+            prefix = f"{cell['policy']}/r{cell['budget']:g}"
+            tracker.log_metrics({f"{prefix}/{k}": cell[k] for k in ("quality_iqm", "ci_low", "ci_high", "bops_ratio",
+                                                                     "exact_evaluations", "wall_s")})
+        for path in (*paths.values(), paths["table"].parent / "results.csv"):
+            tracker.log_artifact(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser("bench", __doc__, "--env MixedPrecision-DigitsCNN-v0 --policies uniform,greedy,ilp "
+                         "--budgets 0.375 --seeds 2 --out runs/bench_digits")
+    parser.add_argument("--env", required=True, help="env id, e.g. MixedPrecision-EfficientNetLite0-v0")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V",
+                        help="env keyword arguments, e.g. candidates=expanded sensitivity_images=64")
+    parser.add_argument("--policies", type=names, default="uniform,greedy,ilp,evolution,random",
+                        help=f"comma-separated; built-in: {','.join(BUILTIN)}; or package.module:function")
+    parser.add_argument("--plugin", action="append", default=[], help="module to import first (registers policies)")
+    parser.add_argument("--budgets", type=positive_floats, default="0.25,0.375,0.5",
+                        help="budget ratios of the reference (W8A16) cost")
+    parser.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 for stochastic policies")
+    parser.add_argument("--max-evaluations", type=positive_int, default=None,
+                        help="exact evaluations allowed per search")
+    parser.add_argument("--report-split", default="test", choices=REPORT_SPLITS,
+                        help="held-out split the table reports")
+    parser.add_argument("--out", required=True, help="results folder (reruns resume in it)")
+    parser.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                        help="also log to MLflow: local SQLite store runs/mlflow.db, or the given store / server URI")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run the cells in parallel on Ray: a local instance, or the cluster at ADDRESS")
+    parser.add_argument("--workers", type=positive_int, default=2, help="Ray workers (one CPU each)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    for module in args.plugin:
+        import_plugin(module)
+    spec = BenchSpec(args.env, parse_env_kwargs(args.env_kwargs), args.policies, args.budgets, args.seeds,
+                     args.max_evaluations, args.report_split)
+    results = run_benchmark(spec, args.out, progress=not args.quiet, ray=args.ray, workers=args.workers,
+                            plugins=args.plugin)
+    paths = write_report(results)
+    if args.mlflow is not None:
+        log_to_mlflow(args.mlflow, spec, paths)
+    print(paths["table"].read_text())
+    print(f"results: {results}\nplot: {paths['plot']}\nsummary: {paths['summary']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

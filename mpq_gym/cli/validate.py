@@ -1,0 +1,33 @@
+"""``mpq-gym validate DIR/results.csv``: replay every configuration of a benchmark and flag any row whose
+quality or cost does not reproduce (exit status 1 when any row is flagged).
+
+Example::
+
+    mpq-gym validate runs/bench/results.csv
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mpq_gym.bench.runner import read_results
+from mpq_gym.bench.validate import validate
+from mpq_gym.cli.common import make_parser, positive_float, print_json, run_cli
+from mpq_gym.errors import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser("validate", __doc__, "runs/bench_digits/results.csv")
+    parser.add_argument("results", type=Path, help="results.csv written by mpq-gym bench")
+    parser.add_argument("--tolerance", type=positive_float, default=1e-6, help="allowed absolute quality difference")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.results.exists():
+        raise ConfigError(f"{args.results} does not exist; give the results.csv of a `mpq-gym bench --out` folder")
+    flagged = validate(args.results, args.tolerance, not args.quiet)
+    print_json({"rows": len(read_results(args.results)), "flagged": flagged})
+    return 1 if flagged else 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
