@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import json
 import os
 import secrets
@@ -82,6 +83,34 @@ def steps_per_episode(env: gym.Env) -> int:
     return int(env.unwrapped.n_groups)
 
 
+#: hyperparameters the presets use that this module turns into SB3 arguments
+_DERIVED = {"ddpg": {"warmup_episodes"}, "ppo": {"rollout_episodes"}, "maskable_ppo": {"rollout_episodes"}}
+
+
+def _check_sb3_hyperparams(algo: str, hp: dict[str, Any]) -> None:
+    """Unknown names, and text where SB3 expects a number, are a :class:`ConfigError` naming the key."""
+    if algo == "maskable_ppo":
+        from sb3_contrib import MaskablePPO as cls
+    else:
+        cls = {"ddpg": HaqDDPG, "ppo": PPO}[algo]
+    params: dict[str, inspect.Parameter] = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" in vars(klass):
+            params.update(inspect.signature(klass.__init__).parameters)
+    set_here = {"self", "env", "seed", "verbose", "supported_action_spaces", "support_multi_env", "monitor_wrapper"}
+    known = {n for n, p in params.items()
+             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and not n.startswith("_")} - set_here
+    known |= _DERIVED.get(algo, set())
+    unknown = sorted(set(hp) - known)
+    if unknown:
+        raise ConfigError(f"unknown {algo} hyperparameters {unknown}; known: {sorted(known)}")
+    for key, value in hp.items():
+        default = params[key].default if key in params else None
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if (numeric or key in _DERIVED.get(algo, set())) and isinstance(value, str):
+            raise ConfigError(f"{algo} hyperparameter {key}={value!r} must be a number")
+
+
 def build_agent(algo: str, env: gym.Env, hyperparams: dict[str, Any], seed: int) -> BaseAlgorithm | ReinforceLSTM:
     """A fresh agent for ``env`` from resolved hyperparameters."""
     _check_algo(algo)
@@ -93,6 +122,7 @@ def build_agent(algo: str, env: gym.Env, hyperparams: dict[str, Any], seed: int)
         if unknown:
             raise ConfigError(f"unknown REINFORCE hyperparameters {sorted(unknown)}; known: {sorted(known)}")
         return ReinforceLSTM(env, ReinforceConfig(**hp), seed)
+    _check_sb3_hyperparams(algo, hp)
     policy = hp.pop("policy", "MlpPolicy")
     if algo == "ddpg":
         if not isinstance(env.action_space, gym.spaces.Box):

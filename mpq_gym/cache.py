@@ -143,28 +143,73 @@ class _Damaged(Exception):
     pass
 
 
-def _read_verified(path: Path) -> tuple[Any, str, str, os.stat_result]:
-    with open(path, "rb") as handle:
+class _View(io.RawIOBase):
+    """A read-only, seekable file over a memoryview (``torch.load`` reads the verified bytes, no copy)."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view, self._pos = view, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), len(self._view) - self._pos))
+        buffer[:n] = self._view[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        out = bytes(self._view[self._pos:end])
+        self._pos = max(self._pos, end)
+        return out
+
+
+def _read_all(path: Path) -> tuple[memoryview, os.stat_result]:
+    with open(path, "rb", buffering=0) as handle:
         stat = os.fstat(handle.fileno())
-        header = handle.readline(_MAX_HEADER)
-        payload = handle.read()
-    fields = header.rstrip(b"\n").split(b" ")
-    if not header.endswith(b"\n") or len(fields) != 5 or fields[0] != MAGIC:
+        buffer = bytearray(stat.st_size)
+        view, n = memoryview(buffer), 0
+        while n < len(buffer):
+            got = handle.readinto(view[n:])
+            if not got:
+                break
+            n += got
+    return view[:n], stat
+
+
+def _verified(path: Path, data: memoryview) -> tuple[Any, str, str]:
+    end = bytes(data[:_MAX_HEADER]).find(b"\n")
+    fields = bytes(data[:end]).split(b" ") if end >= 0 else []
+    if len(fields) != 5 or fields[0] != MAGIC:
         raise _Damaged("no mpq-gym cache header: damaged, or written by an older mpq-gym")
     if fields[1] != str(FILE_FORMAT).encode():
         raise _Damaged(f"cache file format {fields[1].decode(errors='replace')}, expected {FILE_FORMAT}")
     digest, lineage, key = (f.decode("ascii", errors="replace") for f in fields[2:])
     if key != entry_key(path):
         raise _Damaged(f"it holds the entry {key!r}, not {entry_key(path)!r}")
+    payload = data[end + 1:]
     if _digest(key, lineage, payload) != digest:
         raise _Damaged("SHA-256 checksum mismatch")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            obj = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+            obj = torch.load(_View(payload), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a verified payload that does not load is still not usable
         raise _Damaged(f"payload does not load ({type(exc).__name__})") from exc
-    return obj, digest, lineage, stat
+    return obj, digest, lineage
 
 
 def load_entry(path: Path, validate: Validator | None = None) -> CacheEntry | None:
@@ -178,7 +223,9 @@ def load_entry(path: Path, validate: Validator | None = None) -> CacheEntry | No
         return None
     stat = None
     try:
-        obj, digest, lineage, stat = _read_verified(path)
+        data, stat = _read_all(path)
+        obj, digest, lineage = _verified(path, data)
+        del data
         if validate is not None:
             try:
                 ok = validate(obj)

@@ -186,7 +186,7 @@ def test_budget_on_a_hardware_lookup_table(tmp_path):
     ({"budget_metric": "lut"}, "needs lut="),
     ({"enforcement": "wall"}, "enforcement must be"),
     ({"reward_mode": "oracle"}, "reward_mode must be"),
-    ({"budget": -1.0}, "ratio must be > 0"),
+    ({"budget": -1.0}, "ratio must be a finite number > 0"),
 ])
 def test_bad_env_kwargs_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

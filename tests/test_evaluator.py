@@ -1,6 +1,7 @@
 import time
 
 import pytest
+import torch
 
 from mpq_gym.config import Candidate, parse_config, uniform_config
 from mpq_gym.errors import CacheCorruptedError
@@ -55,12 +56,15 @@ def test_corrupted_result_store_names_the_fix(tmp_path):
         ResultStore(path)
 
 
-def test_corrupted_quant_cache_names_the_fix(digits, tmp_path, monkeypatch):
+def test_corrupted_quant_cache_is_rebuilt_with_a_warning(digits, tmp_path, monkeypatch):
+    from mpq_gym.errors import CacheIntegrityWarning
     from mpq_gym.evaluate.exact import build_quantized_model
     monkeypatch.setenv("MPQ_GYM_CACHE", str(tmp_path))
     qm = build_quantized_model(digits)
     qm.set_config(uniform_config(qm.layer_names, Candidate(8, 8)))
     (cache_file,) = (tmp_path / "quant").glob("*.pt")
     cache_file.write_bytes(b"garbage")
-    with pytest.raises(CacheCorruptedError, match="Delete it"):
-        build_quantized_model(digits)
+    with pytest.warns(CacheIntegrityWarning, match=cache_file.name):
+        again = build_quantized_model(digits)
+    again.set_config(uniform_config(qm.layer_names, Candidate(8, 8)))
+    assert all(torch.equal(again.quantized_weight(n, 8), qm.quantized_weight(n, 8)) for n in qm.layer_names)

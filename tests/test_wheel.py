@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
                            "--wheel-dir", str(out), "--quiet"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "deprecated" not in proc.stderr.lower() or "License classifiers" not in proc.stderr

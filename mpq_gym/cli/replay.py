@@ -19,6 +19,7 @@ from mpq_gym.agents.training import load_agent, make_env, model_path, read_run_a
 from mpq_gym.cli.common import make_parser, print_json, run_cli
 from mpq_gym.config import FP32
 from mpq_gym.errors import InputFileError
+from mpq_gym.workloads.base import ALL_SPLITS, SPLITS
 
 
 def rollout(agent: PolicyPredictor, env: gym.Env, deterministic: bool = True, seed: int = 0) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", trust: bool = False) 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser("replay", __doc__, "runs/MixedPrecision-DigitsCNN-v0/ppo_0_20261125-120000 --split test")
     parser.add_argument("run_dir")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", choices=[*SPLITS, ALL_SPLITS])
     parser.add_argument("--trust", action="store_true",
                         help="replay a PPO/DDPG run folder made elsewhere (its model is a pickle: it can run code)")
     args = parser.parse_args(argv)

@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 
 from mpq_gym.agents.training import ALGOS, train_run
-from mpq_gym.cli.common import make_parser, parse_env_kwargs, print_json, run_cli
+from mpq_gym.cli.common import make_parser, parse_env_kwargs, positive_int, print_json, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser("train", __doc__, "--algo ppo --env MixedPrecision-DigitsCNN-v0 --episodes 50 --env-kwargs budget=0.375")
     parser.add_argument("--algo", choices=ALGOS)
     parser.add_argument("--env", help="env id, e.g. MixedPrecision-DigitsCNN-v0 (DDPG: MixedPrecisionContinuous-*)")
-    parser.add_argument("--episodes", type=int, default=None, help="episodes in all (default 300)")
+    parser.add_argument("--episodes", type=positive_int, default=None, help="episodes in all (default 300)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hyperparams", default=None, help="YAML file overriding the preset")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="e.g. budget=0.375 candidates=expanded")

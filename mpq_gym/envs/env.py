@@ -24,11 +24,12 @@ ENV_OPTIONS = ("enforcement", "reward_mode", "reward_scale", "reward_shaping", "
 
 
 def check_env_options(enforcement: str, reward_mode: str, reward_scale: float, reward_shaping: str,
-                      penalty_coef: float, continuous: bool, render_mode: str | None) -> None:
-    """Raise :class:`ConfigError` naming the fix for the first bad episode option."""
+                      penalty_coef: float, continuous: bool, render_mode: str | None = None) -> None:
+    """Raise :class:`ConfigError` naming the fix for the first bad episode option. (An unsupported
+    ``render_mode`` only makes :meth:`render` return None, as gymnasium's own envs do: SB3's vector envs
+    ask for "rgb_array".)"""
     for name, value, allowed in (("enforcement", enforcement, ENFORCEMENT_MODES), ("reward_mode", reward_mode, REWARD_MODES),
-                                 ("reward_shaping", reward_shaping, REWARD_SHAPINGS),
-                                 ("render_mode", render_mode, (None, *MixedPrecisionEnv.metadata["render_modes"]))):
+                                 ("reward_shaping", reward_shaping, REWARD_SHAPINGS)):
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
     for name, value in (("reward_scale", reward_scale), ("penalty_coef", penalty_coef)):

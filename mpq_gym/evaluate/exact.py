@@ -72,20 +72,22 @@ class ExactEvaluator:
                 outputs = self.outputs(uniform_config(self.qmodel.layer_names, FP32), split)
                 entry = save_atomic(outputs, path)
             self._fp32_outputs[split] = entry.obj
-            self._fp32_entries[split] = (entry.key, entry.digest)
+            # token: a hash of the values (not of the file), so processes that computed the same outputs agree
+            self._fp32_entries[split] = (entry.key, content_hash(entry.obj, length=32))
         return self._fp32_outputs[split]
 
-    def _deps(self, split: str) -> dict[str, str]:
-        """The cache entries a result on ``split`` comes from: the FP32 outputs (checksum) and the
-        quantizer cache (lineage)."""
-        self.fp32_outputs(split)
-        return {self._fp32_entries[split][0]: self._fp32_entries[split][1], **self.qmodel.cache_entries()}
+    def _deps(self, split: str, is_fp32: bool) -> dict[str, str]:
+        """The cache entries a result on ``split`` comes from: the FP32 outputs (a hash of their values) and,
+        unless the configuration is FP32, the quantizer and AdaRound caches (lineage / checksums)."""
+        fp32_entry, fp32_token = self._fp32_entry(split)
+        return {fp32_entry: fp32_token, **({} if is_fp32 else self.qmodel.cache_entries())}
 
     def evaluate(self, config: Config, split: str = "search") -> dict[str, float]:
         """Metrics of ``config`` on ``split``; a repeated configuration is a dictionary lookup.
 
         A memoised result is used only if the FP32 outputs it was computed against are the ones cached now
-        (same checksum); otherwise it is recomputed."""
+        (same values); otherwise it is recomputed. Results computed from a cache entry later found damaged
+        are dropped by the store (see :mod:`mpq_gym.evaluate.store`)."""
         key = self._key(config, split)
         cached = self.store.get_with_deps(key)
         if cached is not None:
@@ -99,7 +101,7 @@ class ExactEvaluator:
         outputs = reference if is_fp32 else self.outputs(config, split)
         result = dict(self.workload.metric(outputs, self.workload.split(split).targets, reference))
         result["sqnr_db"] = sqnr_db(outputs, reference)
-        self.store.put(key, result, self._deps(split))
+        self.store.put(key, result, self._deps(split, is_fp32))
         return dict(result)
 
     def _fp32_entry(self, split: str) -> tuple[str, str]:
