@@ -139,10 +139,11 @@ class WeightQuant:
         return grid_fake_quant(weight, self.scale, grid_levels(self.fmt, self.bits, True))
 
 
-def _weight_candidate(flat: torch.Tensor, bits: int, fmt: str, method: str) -> tuple[WeightQuant, float]:
+def _weight_candidate(flat: torch.Tensor, bits: int, fmt: str, method: str, gamma: float = 3.0,
+                      moment: torch.Tensor | None = None) -> tuple[WeightQuant, float]:
     """Best per-channel scale of one concrete format and its total squared error."""
     if fmt == "int":
-        scale = weight_scales(flat, bits, method)
+        scale = weight_scales(flat, bits, method, gamma=gamma, moment=moment)
         qmin, qmax = _signed_limits(bits)
         return WeightQuant("int", bits, scale), _channel_errors(flat, scale, qmin, qmax).sum().item()
     if fmt == "olive":
@@ -160,13 +161,16 @@ def _weight_candidate(flat: torch.Tensor, bits: int, fmt: str, method: str) -> t
     return WeightQuant(fmt, bits, clip * to_scale), errors.sum().item()
 
 
-def weight_quantizer(weight: torch.Tensor, bits: int, fmt: str = "int", method: str = "mse") -> WeightQuant:
-    """The quantizer of ``weight`` at ``bits`` in ``fmt``; ``ant`` picks the type with the least MSE."""
+def weight_quantizer(weight: torch.Tensor, bits: int, fmt: str = "int", method: str = "mse", gamma: float = 3.0,
+                     moment: torch.Tensor | None = None) -> WeightQuant:
+    """The quantizer of ``weight`` at ``bits`` in ``fmt``; ``ant`` picks the type with the least MSE.
+    ``method`` ``tf_enhanced`` / ``output_mse`` apply to the int grid (other grids search plain MSE);
+    ``gamma`` and ``moment`` are theirs (see :func:`~mpq_gym.quant.quantizers.weight_scales`)."""
     flat = weight.detach().reshape(weight.shape[0], -1).float()
     if fmt == "ant":
-        options = [_weight_candidate(flat, bits, t, method) for t in ANT_TYPES]
+        options = [_weight_candidate(flat, bits, t, method, gamma, moment) for t in ANT_TYPES]
         return min(options, key=lambda option: option[1])[0]
-    return _weight_candidate(flat, bits, fmt, method)[0]
+    return _weight_candidate(flat, bits, fmt, method, gamma, moment)[0]
 
 
 # ------------------------------------------------------------------------------------- activations

@@ -22,7 +22,7 @@ from mpq_gym.quant.quantizers import ActivationObserver, ActRange, QuantSettings
 
 log = logging.getLogger(__name__)
 QUANT_BITS = [b for b in SUPPORTED_BITS if b != FLOAT_BITS]
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 #: Bump when the AdaRound cache layout changes (on top of ``ADAROUND_FORMAT``, the algorithm's version).
 ADAROUND_CACHE_FORMAT = 2
 
@@ -53,6 +53,10 @@ class QuantizedModel(nn.Module):
         self.layer_names: list[str] = [layer.name for layer in self.layers]
         self._modules_q = {n: self.model.get_submodule(n) for n in self.layer_names}
         self._fp32_weights = {n: m.weight.detach().clone() for n, m in self._modules_q.items()}
+        self._fp32_biases = {n: None if m.bias is None else m.bias.detach().clone() for n, m in self._modules_q.items()}
+        self._input_means: dict[str, torch.Tensor] = {}
+        self._input_moments: dict[str, torch.Tensor] = {}
+        self._biases: dict[tuple[str, int, str], torch.Tensor] = {}
         self._calibration_batches = calibration_batches
         self._cache_key = cache_key
         self._qweights: dict[tuple[str, int, str], torch.Tensor] = {}
@@ -76,8 +80,11 @@ class QuantizedModel(nn.Module):
     def _valid_cache(self, data: object) -> bool:
         """Whether a loaded quantizer cache has the structure :meth:`_save_cache` writes, for these layers."""
         names = set(self.layer_names)
-        if not isinstance(data, dict) or set(data) != {"weight_quant", "act_ranges", "act_formats"}:
+        if not isinstance(data, dict) or set(data) != {"weight_quant", "act_ranges", "act_formats", "input_means"}:
             return False
+        for name, mean in data["input_means"].items():
+            if name not in names or not tensor_like(mean) or not mean.is_floating_point():
+                return False
         for (name, bits, fmt), (rfmt, rbits, scale) in data["weight_quant"].items():
             if (name not in names or not isinstance(bits, int) or not isinstance(fmt, str) or not isinstance(rfmt, str)
                     or not isinstance(rbits, int) or not tensor_like(scale) or not scale.is_floating_point()
@@ -106,13 +113,15 @@ class QuantizedModel(nn.Module):
         self._weight_quant = {k: WeightQuant(*v) for k, v in data["weight_quant"].items()}
         self._act_ranges = {n: {b: ActRange(*r) for b, r in v.items()} for n, v in data["act_ranges"].items()}
         self._act_formats = {k: ActQuant(*v) for k, v in data["act_formats"].items()}
+        self._input_means = dict(data["input_means"])
 
     def _save_cache(self) -> None:
         if self._cache_path is None or not self._dirty:
             return
         save_atomic({"weight_quant": {k: (q.fmt, q.bits, q.scale) for k, q in self._weight_quant.items()},
                      "act_ranges": {n: {b: (r.lo, r.hi) for b, r in v.items()} for n, v in self._act_ranges.items()},
-                     "act_formats": {k: astuple(q) for k, q in self._act_formats.items()}},
+                     "act_formats": {k: astuple(q) for k, q in self._act_formats.items()},
+                     "input_means": self._input_means},
                     self._cache_path, lineage=self._cache_lineage)
         self._dirty = False
 
@@ -139,7 +148,12 @@ class QuantizedModel(nn.Module):
         """The layer's weight quantizer at ``bits`` in ``fmt`` (``ant`` resolved to one type; cached)."""
         key = (name, bits, fmt)
         if key not in self._weight_quant:
-            self._weight_quant[key] = weight_quantizer(self._fp32_weights[name], bits, fmt, self.settings.weight_range)
+            method = self.settings.weight_range
+            if method == "output_mse" and not self.has_calibration_data:
+                method = "tf_enhanced"  # no data for the output-aware objective: the clip-weighted weight MSE
+            moment = self.input_moment(name) if method == "output_mse" and fmt == "int" else None
+            self._weight_quant[key] = weight_quantizer(self._fp32_weights[name], bits, fmt, method,
+                                                       gamma=self.settings.clip_gamma, moment=moment)
             self._dirty = True
         return self._weight_quant[key]
 
@@ -156,6 +170,76 @@ class QuantizedModel(nn.Module):
             else:
                 self._qweights[key] = self.weight_quantizer(name, bits, fmt)(self._fp32_weights[name])
         return self._qweights[key]
+
+    def input_mean(self, name: str) -> torch.Tensor:
+        """Mean [groups, d] of the layer's FP32 input rows (im2col patches of convs, feature rows of linears;
+        d = in_channels / groups x kernel area) on the calibration split (cached on disk)."""
+        if name not in self._input_means:
+            self._collect_input_stats(second=False)
+        return self._input_means[name]
+
+    def input_moment(self, name: str) -> torch.Tensor:
+        """Second moment [groups, d, d] of the layer's FP32 input rows on the calibration split (in memory)."""
+        if name not in self._input_moments:
+            self._collect_input_stats(second=True)
+        return self._input_moments[name]
+
+    @property
+    def has_calibration_data(self) -> bool:
+        """Whether calibration batches were given (ranges and statistics that need data can be computed)."""
+        return self._calibration_batches is not None
+
+    @torch.no_grad()
+    def _collect_input_stats(self, second: bool, chunk: int = 4) -> None:
+        from mpq_gym.quant.adaround import layer_rows
+        if self._calibration_batches is None:
+            raise ConfigError("input statistics need calibration data: pass calibration_batches=")
+        saved = dict(self._config)
+        self.set_config({n: FP32 for n in self.layer_names})
+        sums: dict[str, list] = {}
+
+        def hook(name: str) -> Callable:
+            def record(module: nn.Module, inputs: tuple) -> None:
+                groups = getattr(module, "groups", 1)
+                x = inputs[0].float()
+                for part in x.split(chunk):
+                    rows = layer_rows(module, part)
+                    rows = rows.reshape(len(rows), groups, -1).transpose(0, 1)  # [groups, n, d]
+                    s1 = rows.double().sum(1)
+                    s2 = torch.bmm(rows.transpose(1, 2), rows).double() if second else torch.zeros(())
+                    if name in sums:
+                        sums[name][0] += s1
+                        sums[name][1] += s2
+                        sums[name][2] += rows.shape[1]
+                    else:
+                        sums[name] = [s1, s2, rows.shape[1]]
+            return record
+        handles = [m.register_forward_pre_hook(hook(n)) for n, m in self._modules_q.items()]
+        try:
+            for batch in self._calibration_batches():
+                self.model(batch)
+        finally:
+            for h in handles:
+                h.remove()
+        self._input_means.update({n: (s1 / count).float() for n, (s1, _, count) in sums.items()})
+        if second:
+            self._input_moments.update({n: (s2 / count).float() for n, (_, s2, count) in sums.items()})
+        self._dirty = True
+        self.set_config(saved)
+
+    def layer_bias(self, name: str, bits: int, fmt: str = DEFAULT_FORMAT) -> torch.Tensor | None:
+        """The layer's bias under ``bits``: the FP32 (folded) one, or with ``bias_correction`` the one that
+        cancels the mean output shift of the quantized weight on the calibration inputs."""
+        bias = self._fp32_biases[name]
+        if bias is None or bits == FLOAT_BITS or not self.settings.bias_correction or not self.has_calibration_data:
+            return bias
+        key = (name, bits, fmt)
+        if key not in self._biases:
+            mean = self.input_mean(name)  # [groups, d]
+            delta = (self.quantized_weight(name, bits, fmt) - self._fp32_weights[name]).reshape(
+                mean.shape[0], -1, mean.shape[1])
+            self._biases[key] = bias - torch.einsum("goi,gi->go", delta, mean).reshape(-1)
+        return self._biases[key]
 
     def uses_adaround(self, bits: int, fmt: str = DEFAULT_FORMAT) -> bool:
         """Whether weights at ``bits`` in ``fmt`` get learned rounding under these settings."""
@@ -238,7 +322,7 @@ class QuantizedModel(nn.Module):
                               "quantized: pass calibration_batches=, or use a32 (unquantized) activations")
         saved = dict(self._config)
         self.set_config({n: FP32 for n in self.layer_names})
-        observers = {n: ActivationObserver() for n in self.layer_names}
+        observers = {n: ActivationObserver(self.settings.act_samples_per_batch) for n in self.layer_names}
         handles = [m.register_forward_pre_hook(lambda mod, inp, obs=observers[n]: obs.observe(inp[0]))
                    for n, m in self._modules_q.items()]
         try:
@@ -251,9 +335,39 @@ class QuantizedModel(nn.Module):
         if len(self._act_ranges) < len(self.layer_names):
             for name, obs in tqdm(observers.items(), desc="activation ranges", leave=False, disable=not self.progress):
                 self._act_ranges[name] = obs.ranges(QUANT_BITS, self.settings)
+            if self.settings.act_calibration == "sequential":
+                self._calibrate_sequential()
             self._dirty = True
         self._observers = observers
         self.set_config(saved)
+
+    @torch.no_grad()
+    def _calibrate_sequential(self) -> None:
+        """Integer activation ranges calibrated with upstream layers quantized, one pass per bit-width, as
+        AIMET's ``compute_encodings`` sees them: weights at ``sequential_w_bits``, each layer input
+        quantized with the range of its own batch before the layer runs (AIMET's dynamic encodings)."""
+        w_bits = self.settings.sequential_w_bits
+        for bits in [b for b in QUANT_BITS if b < 16]:
+            self.set_config({n: Candidate(w_bits, FLOAT_BITS) for n in self.layer_names})
+            observers = {n: ActivationObserver(self.settings.act_samples_per_batch) for n in self.layer_names}
+
+            def hook(name: str) -> Callable:
+                def quantize(module: nn.Module, inputs: tuple) -> tuple:
+                    batch_obs = ActivationObserver(self.settings.act_samples_per_batch)
+                    batch_obs.observe(inputs[0])
+                    observers[name].observe(inputs[0])
+                    rng = batch_obs.ranges([bits], self.settings)[bits]
+                    return (int_act_quant(rng, bits)(inputs[0]), *inputs[1:])
+                return quantize
+            handles = [m.register_forward_pre_hook(hook(n)) for n, m in self._modules_q.items()]
+            try:
+                for batch in self._calibration_batches():
+                    self.model(batch)
+            finally:
+                for h in handles:
+                    h.remove()
+            for name, obs in observers.items():
+                self._act_ranges[name][bits] = obs.ranges([bits], self.settings)[bits]
 
     # ------------------------------------------------------------ switching
     def set_config(self, config: Config) -> None:
@@ -273,6 +387,8 @@ class QuantizedModel(nn.Module):
         for name, cand in config.items():
             module = self._modules_q[name]
             module.weight.data = self.quantized_weight(name, cand.w_bits, cand.fmt)
+            if module.bias is not None:
+                module.bias.data = self.layer_bias(name, cand.w_bits, cand.fmt)
             self._act_quant[name] = (None if cand.a_bits == FLOAT_BITS
                                      else self.activation_quantizer(name, cand.a_bits, cand.fmt))
         self._config = dict(config)

@@ -9,8 +9,14 @@ from typing import Callable
 
 import torch
 
-WEIGHT_RANGE_METHODS = ("mse", "minmax")
-ACT_RANGE_METHODS = ("mse", "percentile", "minmax")
+#: ``mse``: least squared weight error; ``minmax``: no clipping; ``tf_enhanced``: least squared error with
+#: clipped values' errors weighted by ``clip_gamma`` (AIMET's post_training_tf_enhanced / SQNR analyzer);
+#: ``output_mse``: least squared error of the layer's *output* on calibration inputs, i.e. per channel
+#: ``dw^T E[x x^T] dw`` (plus ``clip_gamma`` on clipped weights' share), needs calibration data
+WEIGHT_RANGE_METHODS = ("mse", "minmax", "tf_enhanced", "output_mse")
+#: ``tf_enhanced``: histogram MSE with clipped bins' errors weighted by ``clip_gamma`` (AIMET's SQNR analyzer)
+ACT_RANGE_METHODS = ("mse", "percentile", "minmax", "tf_enhanced")
+ACT_CALIBRATION = ("fp32", "sequential")
 WEIGHT_ROUNDING = ("nearest", "adaround")
 
 
@@ -30,12 +36,27 @@ class QuantSettings:
     weight_rounding: str = "nearest"
     adaround_iterations: int = 1000
     adaround_rows: int = 4096
+    #: weight of a clipped value's squared error in the ``tf_enhanced`` / ``output_mse`` range searches
+    #: (AIMET's tf-enhanced "fudge factor" gamma is 3; 1 = plain MSE)
+    clip_gamma: float = 3.0
+    #: correct each layer's bias for the mean shift its weight quantization causes on calibration inputs
+    #: (``b -= dW @ E[x]``, Nagel et al. 2019, "bias correction" in AIMET's post-training tools)
+    bias_correction: bool = False
+    #: ``fp32``: every layer input calibrated on the FP32 network; ``sequential``: each layer input
+    #: calibrated with all upstream layers already quantized (weights at ``sequential_w_bits``, inputs at
+    #: the bit-width being calibrated), as a simulator's own calibration pass sees them
+    act_calibration: str = "fp32"
+    #: activation values sampled per calibration batch and layer for the range search (min / max are exact)
+    act_samples_per_batch: int = 1 << 15
+    sequential_w_bits: int = 8
 
     def __post_init__(self) -> None:
         if self.weight_range not in WEIGHT_RANGE_METHODS:
             raise ValueError(f"weight_range must be one of {WEIGHT_RANGE_METHODS}, got {self.weight_range!r}")
         if self.act_range not in ACT_RANGE_METHODS:
             raise ValueError(f"act_range must be one of {ACT_RANGE_METHODS}, got {self.act_range!r}")
+        if self.act_calibration not in ACT_CALIBRATION:
+            raise ValueError(f"act_calibration must be one of {ACT_CALIBRATION}, got {self.act_calibration!r}")
         if self.weight_rounding not in WEIGHT_ROUNDING:
             raise ValueError(f"weight_rounding must be one of {WEIGHT_ROUNDING}, got {self.weight_rounding!r}")
 
@@ -55,6 +76,34 @@ def _channel_errors(flat: torch.Tensor, scale: torch.Tensor, qmin: int, qmax: in
     """Per-channel squared error of symmetric quantization at ``scale`` (in-place ops, no autograd mask)."""
     y = flat / scale[:, None]
     return y.round_().clamp_(qmin, qmax).mul_(scale[:, None]).sub_(flat).pow_(2).sum(dim=1)
+
+
+def _clipped_channel_errors(flat: torch.Tensor, scale: torch.Tensor, qmin: int, qmax: int,
+                            gamma: float) -> torch.Tensor:
+    """Per-channel squared error with the clipped values' errors weighted by ``gamma`` (AIMET's SQNR)."""
+    y = (flat / scale[:, None]).round_()
+    clipped = (y < qmin) | (y > qmax)
+    err = y.clamp_(qmin, qmax).mul_(scale[:, None]).sub_(flat).pow_(2)
+    if gamma != 1.0:
+        err = torch.where(clipped, err * gamma, err)
+    return err.sum(dim=1)
+
+
+def _output_channel_errors(flat: torch.Tensor, scale: torch.Tensor, qmin: int, qmax: int,
+                           moment: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """Per-channel output error ``dw^T M dw`` of symmetric quantization at ``scale``; ``moment`` is the
+    second moment of the channel's input rows, [groups, d, d] (channel c uses group c // (C / groups)).
+    ``gamma`` > 1 adds (gamma - 1) x the clipped weights' share of the same quadratic form."""
+    y = (flat / scale[:, None]).round_()
+    clipped = (y < qmin) | (y > qmax)
+    delta = y.clamp_(qmin, qmax).mul_(scale[:, None]).sub_(flat)
+    groups, d = moment.shape[0], moment.shape[-1]
+    dg = delta.reshape(groups, -1, d)
+    err = torch.einsum("goi,gij,goj->go", dg, moment, dg).reshape(-1)
+    if gamma != 1.0:
+        dc = (delta * clipped).reshape(groups, -1, d)
+        err = err + (gamma - 1.0) * torch.einsum("goi,gij,goj->go", dc, moment, dc).reshape(-1).clamp_min(0)
+    return err
 
 
 def search_clip(flat: torch.Tensor, errors_at: Callable[[torch.Tensor], torch.Tensor], coarse: int = 19,
@@ -78,14 +127,25 @@ def search_clip(flat: torch.Tensor, errors_at: Callable[[torch.Tensor], torch.Te
     return absmax * torch.where(better, fine_ratio, ratio), torch.where(better, fine_err, err)
 
 
-def weight_scales(weight: torch.Tensor, bits: int, method: str = "mse", coarse: int = 19, fine: int = 10) -> torch.Tensor:
+def weight_scales(weight: torch.Tensor, bits: int, method: str = "mse", coarse: int = 19, fine: int = 10,
+                  gamma: float = 3.0, moment: torch.Tensor | None = None) -> torch.Tensor:
     """Per-output-channel scales; ``mse`` searches each channel's clipping ratio in [0.1, 1] for the least
-    squared error: a coarse grid (step 0.05), then a fine grid (step 0.01) around each channel's best."""
+    squared error: a coarse grid (step 0.05), then a fine grid (step 0.01) around each channel's best.
+    ``tf_enhanced`` weights clipped values' errors by ``gamma``; ``output_mse`` minimises the layer's output
+    error ``dw^T moment dw`` (``moment``: second moment of the input rows per group, [groups, d, d])."""
     flat = weight.detach().reshape(weight.shape[0], -1).float()
     qmin, qmax = _signed_limits(bits)
     if method == "minmax":
         return flat.abs().amax(dim=1).clamp_min(1e-12) / qmax
-    clip, _ = search_clip(flat, lambda c: _channel_errors(flat, c / qmax, qmin, qmax), coarse, fine)
+    if method == "tf_enhanced":
+        errors_at = lambda c: _clipped_channel_errors(flat, c / qmax, qmin, qmax, gamma)  # noqa: E731
+    elif method == "output_mse":
+        if moment is None:
+            raise ValueError("weight_range='output_mse' needs the input second moments (calibration data)")
+        errors_at = lambda c: _output_channel_errors(flat, c / qmax, qmin, qmax, moment, gamma)  # noqa: E731
+    else:
+        errors_at = lambda c: _channel_errors(flat, c / qmax, qmin, qmax)  # noqa: E731
+    clip, _ = search_clip(flat, errors_at, coarse, fine)
     return clip / qmax
 
 
@@ -199,6 +259,10 @@ def activation_range(values: torch.Tensor, lo: float, hi: float, bits: int, sett
     zero = torch.round(-cand_lo / scale).clamp(0, levels)
     q = (torch.clamp(torch.round(centers[None, :] / scale[:, None]) + zero[:, None], 0, levels)
          - zero[:, None]) * scale[:, None]
-    err = ((q - centers[None, :]) ** 2 * counts[None, :]).sum(dim=1)
+    sq = (q - centers[None, :]) ** 2
+    if settings.act_range == "tf_enhanced" and settings.clip_gamma != 1.0:
+        clipped = (centers[None, :] < cand_lo[:, None]) | (centers[None, :] > cand_hi[:, None])
+        sq = torch.where(clipped, sq * settings.clip_gamma, sq)
+    err = (sq * counts[None, :]).sum(dim=1)
     best = int(torch.argmin(err))
     return ActRange(float(cand_lo[best]), float(cand_hi[best]))
