@@ -10,7 +10,9 @@ from mpq_gym.quant.graph import quantizable_layers
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser("cost", __doc__, "--workload efficientnet_lite0 --config uniform:W4A8", "--workload resnet18 --random-weights --lut haq_lut.npy")
+    parser = make_parser("cost", __doc__,
+                         "--workload efficientnet_lite0 --config uniform:W4A8",
+                         "--workload resnet18 --random-weights --lut haq_lut.npy")
     add_workload_args(parser)
     parser.add_argument("--config", default="uniform:W8A8", help="'fp32', 'uniform:W<w>A<a>' or a JSON file")
     parser.add_argument("--lut", default=None, help="HAQ-format lookup table (.npy, [layer, w_bits-1, a_bits-1])")

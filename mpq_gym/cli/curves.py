@@ -147,7 +147,8 @@ def setting(text: str) -> tuple[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser("curves", __doc__, "--env MixedPrecision-DigitsCNN-v0 --algos reinforce,ppo --episodes 60 --seeds 2 --out runs/curves_digits")
+    parser = make_parser("curves", __doc__,
+                         "--env MixedPrecision-DigitsCNN-v0 --algos reinforce,ppo --episodes 60 --seeds 2 --out runs/curves_digits")
     parser.add_argument("--env", default="MixedPrecision-EfficientNetLite0-v0")
     parser.add_argument("--algos", type=names, default="reinforce,ppo,ddpg")
     parser.add_argument("--seeds", type=positive_int, default=3)

@@ -12,7 +12,9 @@ from mpq_gym.workloads.base import ALL_SPLITS, SPLITS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser("evaluate", __doc__, "--workload efficientnet_lite0 --config uniform:W8A8 --split test", "--workload digits_cnn --config my_config.json")
+    parser = make_parser("evaluate", __doc__,
+                         "--workload efficientnet_lite0 --config uniform:W8A8 --split test",
+                         "--workload digits_cnn --config my_config.json")
     add_workload_args(parser)
     parser.add_argument("--config", default="uniform:W8A8",
                         help="'fp32', 'uniform:W<w>A<a>[-<format>]' or a JSON file {layer: [w_bits, a_bits(, format)]} "

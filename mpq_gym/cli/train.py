@@ -18,7 +18,8 @@ from mpq_gym.cli.common import make_parser, parse_env_kwargs, positive_int, prin
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser("train", __doc__, "--algo ppo --env MixedPrecision-DigitsCNN-v0 --episodes 50 --env-kwargs budget=0.375")
+    parser = make_parser("train", __doc__,
+                         "--algo ppo --env MixedPrecision-DigitsCNN-v0 --episodes 50 --env-kwargs budget=0.375")
     parser.add_argument("--algo", choices=ALGOS)
     parser.add_argument("--env", help="env id, e.g. MixedPrecision-DigitsCNN-v0 (DDPG: MixedPrecisionContinuous-*)")
     parser.add_argument("--episodes", type=positive_int, default=None, help="episodes in all (default 300)")
