@@ -39,7 +39,7 @@ from mpq_gym.agents.reinforce import ReinforceConfig, ReinforceLSTM
 from mpq_gym.budget import Budget
 from mpq_gym.envs.env import MixedPrecisionEnv
 from mpq_gym.envs.registration import require_env_id
-from mpq_gym.cache import cache_dir
+from mpq_gym.cache import cache_dir, write_atomic
 from mpq_gym.errors import ConfigError, InputFileError, UntrustedRunError
 from mpq_gym.problem import Problem
 from mpq_gym.tracking import MlflowTracker
@@ -208,18 +208,12 @@ def _args_bytes(run_dir: Path) -> bytes:
     return path.read_bytes() if path.is_file() else b""
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def sign_run(run_dir: str | Path, *also: bytes) -> None:
     """Mark ``run_dir`` as created on this machine (an HMAC of its ``args.json``; ``also``: other
     args.json contents to accept too, while args.json is being rewritten)."""
     run_dir = Path(run_dir)
     lines = [_signature(_args_bytes(run_dir))] + [_signature(b) for b in also]
-    _write_atomic(run_dir / TRUST_FILE, ("\n".join(dict.fromkeys(lines)) + "\n").encode())
+    write_atomic(run_dir / TRUST_FILE, ("\n".join(dict.fromkeys(lines)) + "\n").encode())
 
 
 def created_here(run_dir: str | Path) -> bool:
@@ -254,7 +248,7 @@ def write_run_args(run_dir: Path, args: dict[str, Any]) -> None:
     if new == old and created_here(run_dir):
         return
     sign_run(run_dir, new)  # accepts the old and the new content while args.json changes
-    _write_atomic(run_dir / "args.json", new)
+    write_atomic(run_dir / "args.json", new)
     sign_run(run_dir)
 
 

@@ -127,16 +127,24 @@ def save_atomic(obj: Any, path: Path, lineage: str | None = None) -> CacheEntry:
     key, lineage = entry_key(path), lineage or new_lineage()
     digest = _digest(key, lineage, payload)
     header = b" ".join([MAGIC, str(FILE_FORMAT).encode(), digest.encode(), lineage.encode(), key.encode()]) + b"\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    write_atomic(path, header, payload)
+    return CacheEntry(obj, digest, lineage, key)
+
+
+def write_atomic(path: Path, *chunks: bytes | memoryview) -> None:
+    """Write ``chunks`` to a temporary file beside ``path``, then rename it over ``path``: readers see the
+    old file or the whole new one, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(header)
-            handle.write(payload)
+            for chunk in chunks:
+                handle.write(chunk)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return CacheEntry(obj, digest, lineage, key)
 
 
 class _Damaged(Exception):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Mapping
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -13,7 +13,7 @@ from mpq_gym.bench.policies import get_policy
 from mpq_gym.budget import Budget
 from mpq_gym.config import FP32, config_to_json
 from mpq_gym.cost import COST_METRICS
-from mpq_gym.envs.env import split_env_kwargs
+from mpq_gym.envs.env import problem_from_env
 from mpq_gym.errors import MpqGymError
 from mpq_gym.problem import EvaluationPool, Problem
 from mpq_gym.search import SearchContext
@@ -30,8 +30,7 @@ def make_problem(env_id: str, env_kwargs: dict[str, Any], progress: bool = True,
 
     The env is built on the problem, so its own checks of the episode kwargs run too.
     """
-    spec, options = split_env_kwargs(env_id, env_kwargs)
-    problem = spec.build(progress)
+    problem = problem_from_env(env_id, env_kwargs, progress)
     problem.pool = pool
     env = gym.make(env_id, problem=problem, **env_kwargs).unwrapped
     return problem, env.budget.metric

@@ -8,9 +8,8 @@ configuration is scored exactly on the search split (counted) and on the held-ou
 from __future__ import annotations
 
 import csv
+import io
 import json
-import math
-import os
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
@@ -23,6 +22,7 @@ from mpq_gym.bench.cells import COLUMNS, make_problem, run_cell
 from mpq_gym.bench.parallel import RayPool
 from mpq_gym.bench.policies import get_policy
 from mpq_gym.budget import Budget
+from mpq_gym.cache import write_atomic
 from mpq_gym.envs.env import check_env_kwargs, problem_from_env
 from mpq_gym.envs.registration import require_env_id
 from mpq_gym.problem import Problem
@@ -50,8 +50,10 @@ class BenchSpec:
             raise ConfigError(f"env_kwargs must be a mapping, got {self.env_kwargs!r}")
         if not self.policies or not all(isinstance(p, str) and p for p in self.policies):
             raise ConfigError(f"policies must be a non-empty list of names, got {self.policies!r}")
-        if not self.budgets or not all(_is_positive(b) for b in self.budgets):
-            raise ConfigError(f"budgets must be a non-empty list of finite ratios > 0, got {self.budgets!r}")
+        if not self.budgets:
+            raise ConfigError("budgets must be a non-empty list of ratios of the W8A16 cost, e.g. [0.375]")
+        for ratio in self.budgets:
+            Budget(ratio=ratio)  # a finite number > 0, or a ConfigError naming the fix
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise ConfigError(f"seeds must be a whole number >= 1, got {self.seeds!r}")
         if self.max_evaluations is not None and (isinstance(self.max_evaluations, bool) or
@@ -94,10 +96,6 @@ class BenchSpec:
         return cls(**data)
 
 
-def _is_positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
 def read_json(path: Path) -> Any:
     """A JSON file; a torn or garbled one is an :class:`InputFileError` naming it."""
     try:
@@ -129,12 +127,11 @@ def read_results(path: Path) -> list[dict[str, str]]:
 
 def _rewrite(path: Path, rows: list[dict[str, str]]) -> None:
     """Replace ``path`` atomically with ``rows``."""
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue().encode())
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:

@@ -1,7 +1,6 @@
 """``mpq-gym bench``: compare policies on one env across budgets and seeds."""
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path

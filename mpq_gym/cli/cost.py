@@ -1,7 +1,6 @@
 """``mpq-gym cost --workload NAME --config uniform:W8A8``: every cost of a configuration as JSON."""
 from __future__ import annotations
 
-import argparse
 
 from mpq_gym.cli.common import add_workload_args, make_parser, print_json, run_cli, workload_from_args
 from mpq_gym.config import parse_config

@@ -7,7 +7,6 @@ and writes the Pareto plot, all under ``--out`` (a rerun resumes there).
 """
 from __future__ import annotations
 
-import argparse
 import time
 from functools import partial
 

@@ -1,7 +1,6 @@
 """``mpq-gym evaluate --workload NAME --config uniform:W8A8 [--split test]``: metrics as JSON."""
 from __future__ import annotations
 
-import argparse
 import time
 
 from mpq_gym.cli.common import add_workload_args, make_parser, print_json, run_cli, workload_from_args

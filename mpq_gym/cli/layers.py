@@ -1,7 +1,6 @@
 """``mpq-gym layers --workload NAME [--random-weights]``: per-layer statistics as JSON."""
 from __future__ import annotations
 
-import argparse
 
 from mpq_gym.cli.common import add_workload_args, make_parser, print_json, run_cli, workload_from_args
 from mpq_gym.quant.graph import quantizable_layers

@@ -5,7 +5,6 @@ metrics on ``--split`` (default test) and every cost.
 """
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 from pathlib import Path

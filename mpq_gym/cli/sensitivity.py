@@ -5,7 +5,6 @@ prints it as a markdown table. Cached and resumable: rerun the same command afte
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from mpq_gym.markdown import markdown_table

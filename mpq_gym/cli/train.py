@@ -11,7 +11,6 @@ run folder not created on this machine is resumed only with ``--trust`` (SB3 fil
 """
 from __future__ import annotations
 
-import argparse
 
 from mpq_gym.agents.training import ALGOS, train_run
 from mpq_gym.cli.common import make_parser, parse_env_kwargs, positive_int, print_json, run_cli

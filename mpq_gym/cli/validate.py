@@ -7,7 +7,6 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from mpq_gym.bench.runner import read_results

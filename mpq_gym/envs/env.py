@@ -1,6 +1,7 @@
 """MixedPrecisionEnv: choose a candidate (weight bits, activation bits) for one quantizer group per step."""
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Mapping
 
@@ -18,10 +19,6 @@ from mpq_gym.problem import Problem, ProblemSpec
 REWARD_MODES = ("surrogate", "exact", "hybrid")
 #: delta: scale x (quality - FP32 quality) (HAQ); quality: scale x quality; relative: quality / FP32 - 1
 REWARD_SHAPINGS = ("delta", "quality", "relative")
-#: the env's own keyword arguments (the episode); every other gym.make kwarg is a :class:`ProblemSpec` field
-ENV_OPTIONS = ("enforcement", "reward_mode", "reward_scale", "reward_shaping", "penalty_coef", "continuous",
-               "progress", "problem", "render_mode")
-
 
 def check_env_options(enforcement: str, reward_mode: str, reward_scale: float, reward_shaping: str,
                       penalty_coef: float, continuous: bool, render_mode: str | None = None) -> None:
@@ -54,12 +51,9 @@ def check_env_kwargs(env_id: str, env_kwargs: Mapping[str, Any]) -> ProblemSpec:
     """Validate an id's kwargs without building anything: the :class:`ProblemSpec` fields and the episode
     options (a :class:`ConfigError` naming the fix for the first bad one)."""
     spec, options = split_env_kwargs(env_id, env_kwargs)
-    merged = {**{k: v for k, v in registered_kwargs(env_id).items() if k in ENV_OPTIONS}, **options}
-    merged.pop("problem", None)
-    merged.pop("progress", None)
-    defaults = {"enforcement": "limit", "reward_mode": "surrogate", "reward_scale": 0.1, "reward_shaping": "delta",
-                "penalty_coef": 10.0, "continuous": False, "render_mode": None}
-    check_env_options(**{**defaults, **merged})
+    registered = {k: v for k, v in registered_kwargs(env_id).items() if k in ENV_DEFAULTS}
+    merged = {**ENV_DEFAULTS, **registered, **options}
+    check_env_options(**{k: v for k, v in merged.items() if k not in ("problem", "progress")})
     return spec
 
 
@@ -259,3 +253,11 @@ class MixedPrecisionEnv(gym.Env):
         done = ", ".join(f"{g.name}={self.problem.candidates[c]}"
                          for g, c in zip(self.problem.groups[:self._step], self._choices[:self._step]))
         return f"step {self._step}/{self.n_groups}, {self.budget_table.metric} {self._spent / self.budget_table.limit:.3f} of budget: {done}"
+
+
+#: the env's own keyword arguments (the episode options) and their defaults, read off the constructor;
+#: every other gym.make kwarg is a :class:`ProblemSpec` field
+ENV_DEFAULTS: dict[str, Any] = {name: p.default for name, p in
+                                inspect.signature(MixedPrecisionEnv.__init__).parameters.items()
+                                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+ENV_OPTIONS: tuple[str, ...] = tuple(ENV_DEFAULTS)

@@ -214,13 +214,7 @@ class QuantizedModel(nn.Module):
                     else:
                         sums[name] = [s1, s2, rows.shape[1]]
             return record
-        handles = [m.register_forward_pre_hook(hook(n)) for n, m in self._modules_q.items()]
-        try:
-            for batch in self._calibration_batches():
-                self.model(batch)
-        finally:
-            for h in handles:
-                h.remove()
+        self._run_calibration(hook)
         self._input_means.update({n: (s1 / count).float() for n, (s1, _, count) in sums.items()})
         if second:
             self._input_moments.update({n: (s2 / count).float() for n, (_, s2, count) in sums.items()})
@@ -315,6 +309,18 @@ class QuantizedModel(nn.Module):
         return self._act_formats[key]
 
     @torch.no_grad()
+    def _run_calibration(self, hook_for: Callable[[str], Callable], desc: str | None = None) -> None:
+        """Run the model over the calibration split with ``hook_for(layer name)`` as a forward pre-hook on
+        every quantizable layer (removed afterwards, also on error)."""
+        handles = [m.register_forward_pre_hook(hook_for(n)) for n, m in self._modules_q.items()]
+        try:
+            for batch in tqdm(self._calibration_batches(), desc=desc, leave=False,
+                              disable=desc is None or not self.progress):
+                self.model(batch)
+        finally:
+            for h in handles:
+                h.remove()
+
     def calibrate(self) -> None:
         """Run the FP32 model over the calibration split and set every layer's activation ranges."""
         if self._calibration_batches is None:
@@ -323,15 +329,8 @@ class QuantizedModel(nn.Module):
         saved = dict(self._config)
         self.set_config({n: FP32 for n in self.layer_names})
         observers = {n: ActivationObserver(self.settings.act_samples_per_batch) for n in self.layer_names}
-        handles = [m.register_forward_pre_hook(lambda mod, inp, obs=observers[n]: obs.observe(inp[0]))
-                   for n, m in self._modules_q.items()]
-        try:
-            for batch in tqdm(self._calibration_batches(), desc="calibrating activations", leave=False,
-                              disable=not self.progress):
-                self.model(batch)
-        finally:
-            for h in handles:
-                h.remove()
+        self._run_calibration(lambda n: (lambda mod, inp, obs=observers[n]: obs.observe(inp[0])),
+                              desc="calibrating activations")
         if len(self._act_ranges) < len(self.layer_names):
             for name, obs in tqdm(observers.items(), desc="activation ranges", leave=False, disable=not self.progress):
                 self._act_ranges[name] = obs.ranges(QUANT_BITS, self.settings)
@@ -359,13 +358,7 @@ class QuantizedModel(nn.Module):
                     rng = batch_obs.ranges([bits], self.settings)[bits]
                     return (int_act_quant(rng, bits)(inputs[0]), *inputs[1:])
                 return quantize
-            handles = [m.register_forward_pre_hook(hook(n)) for n, m in self._modules_q.items()]
-            try:
-                for batch in self._calibration_batches():
-                    self.model(batch)
-            finally:
-                for h in handles:
-                    h.remove()
+            self._run_calibration(hook)
             for name, obs in observers.items():
                 self._act_ranges[name][bits] = obs.ranges([bits], self.settings)[bits]
 
