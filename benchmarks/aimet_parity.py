@@ -15,9 +15,11 @@ without it (or with ``--tools mpq``) only the mpq-gym side runs.
 Example (the parity table in docs/benchmarks.md; AIMET needs `pip install aimet-torch`, an optional
 benchmark dependency, never a package one):
     python -m benchmarks.aimet_parity --tools aimet --splits main heldout --configs W8A16 W8A8 W6A8 W4A8 issue
-    python -m benchmarks.aimet_parity --tools mpq --splits main heldout --configs W8A16 W8A8 W6A8 W4A8 issue \
-        --variant w_outmse_g3_bc --mpq-settings '{"weight_range": "output_mse", "clip_gamma": 3.0, "bias_correction": true}'
-    python -m benchmarks.aimet_parity_tables default w_tfe_bc w_outmse_g3_bc
+    python -m benchmarks.aimet_parity --tools mpq --splits main heldout --configs W8A16 W8A8 W6A8 W4A8 issue
+    python -m benchmarks.aimet_parity --tools mpq --quantizer v1 --splits main heldout --configs W8A16 W8A8 W6A8 W4A8 issue
+    python -m benchmarks.aimet_parity --tools mpq --variant w_tfe_bc --quantizer v1 \
+        --mpq-settings '{"weight_range": "tf_enhanced", "bias_correction": true}' --configs issue
+    python -m benchmarks.aimet_parity_tables v1 w_tfe_bc v2
 """
 from __future__ import annotations
 
@@ -42,12 +44,17 @@ def named_configs(n_layers: int) -> dict[str, tuple[list[int], int]]:
     return out
 
 
-def resolve_config(name: str, n_layers: int, extra: dict[str, str]) -> tuple[list[int], int]:
+def resolve_config(name: str, n_layers: int, extra: dict) -> tuple[list[int], int | list[int]]:
+    """(weight bits per layer, activation bits: one for every layer or one per layer)."""
     known = named_configs(n_layers)
     if name in known:
         return known[name]
     if name in extra:
-        return parse_config(extra[name], n_layers), 8
+        value = extra[name]
+        if isinstance(value, dict):  # benchmarks.aimet_configs output: {"w": [...], "a": [...]}
+            a = value["a"]
+            return parse_config("".join(map(str, value["w"])), n_layers), a[0] if len(set(a)) == 1 else list(a)
+        return parse_config(value, n_layers), 8
     if ":" in name:  # "<digits>:<a_bits>" or "<digits>"
         digits, a = name.split(":")
         return parse_config(digits, n_layers), int(a)
@@ -56,20 +63,21 @@ def resolve_config(name: str, n_layers: int, extra: dict[str, str]) -> tuple[lis
 
 # ------------------------------------------------------------------------------------------ mpq-gym
 class MpqSide:
-    def __init__(self, model: torch.nn.Module, x: torch.Tensor, settings: dict) -> None:
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, quantizer: str, settings: dict) -> None:
         from mpq_gym.quant.model import QuantizedModel
-        from mpq_gym.quant.quantizers import QuantSettings
-        self.settings = QuantSettings(**settings)
+        from mpq_gym.quant.quantizers import quantizer_settings
+        self.settings = quantizer_settings(quantizer, **settings)
         example = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
         batches = calib_batches(x)
         self.qmodel = QuantizedModel(model, example, calibration_batches=lambda: iter(batches),
                                      settings=self.settings, cache_key=None, progress=False)
         self.shapes = [tuple(self.qmodel._modules_q[n].weight.shape) for n in self.qmodel.layer_names]
 
-    def apply(self, w_bits: list[int], a_bits: int) -> torch.nn.Module:
+    def apply(self, w_bits: list[int], a_bits: int | list[int]) -> torch.nn.Module:
         from mpq_gym.config import Candidate
         names = self.qmodel.layer_names
-        self.qmodel.set_config({n: Candidate(w, a_bits) for n, w in zip(names, w_bits)})
+        a_list = a_bits if isinstance(a_bits, list) else [a_bits] * len(names)
+        self.qmodel.set_config({n: Candidate(w, a) for n, w, a in zip(names, w_bits, a_list)})
         return self.qmodel
 
 
@@ -97,7 +105,10 @@ class AimetSide:
         self.layers = [(n, by_name[n]) for n in order]
         self.shapes = [tuple(m.weight.shape) for _, m in self.layers]
 
-    def apply(self, w_bits: list[int], a_bits: int) -> torch.nn.Module:
+    def apply(self, w_bits: list[int], a_bits: int | list[int]) -> torch.nn.Module:
+        if isinstance(a_bits, list):
+            raise ValueError("the AIMET side takes one activation bit-width for every tensor; "
+                             "give configurations with uniform activation bits (e.g. --candidates W4A8,W8A8)")
         from aimet_torch.common.defs import QuantScheme
         from aimet_torch.quantsim import QuantizationSimModel
         scheme = {"tf_enhanced": QuantScheme.post_training_tf_enhanced, "tf": QuantScheme.post_training_tf,
@@ -121,13 +132,16 @@ def main() -> None:
     ap.add_argument("--config-file", help="JSON {name: digit string} of extra configurations (e.g. ILP answers)")
     ap.add_argument("--splits", nargs="+", default=["main"], choices=list(SPLITS))
     ap.add_argument("--tools", nargs="+", default=["mpq", "aimet"], choices=["mpq", "aimet"])
-    ap.add_argument("--mpq-settings", default="{}", help="QuantSettings fields as JSON")
-    ap.add_argument("--variant", default="default", help="label of the mpq-gym settings in the store and table")
+    ap.add_argument("--quantizer", default="v2", help="mpq-gym quantizer version (mpq_gym.quant.QUANTIZERS)")
+    ap.add_argument("--mpq-settings", default="{}", help="QuantSettings fields as JSON, replacing the version's")
+    ap.add_argument("--variant", default=None, help="label of the mpq-gym settings in the store and table "
+                                                    "(default: the quantizer version)")
     ap.add_argument("--aimet-scheme", default="tf_enhanced", choices=["tf_enhanced", "tf", "percentile"])
     ap.add_argument("--store", default="docs/data/aimet_parity.json",
                     help="results JSON (resumes); the committed one holds the figures in docs/benchmarks.md")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    args.variant = args.variant or args.quantizer
     torch.set_num_threads(args.threads)
     start = time.time()
     extra = json.loads(Path(args.config_file).read_text()) if args.config_file else {}
@@ -153,7 +167,7 @@ def main() -> None:
         if not todo:
             continue
         if tool == "mpq":
-            side = MpqSide(model, x, mpq_settings)
+            side = MpqSide(model, x, args.quantizer, mpq_settings)
         else:
             side = AimetSide(model, x, args.aimet_scheme)
         sides[tool] = side

@@ -6,11 +6,11 @@ import os
 import resource
 from pathlib import Path
 
-os.environ.setdefault("MPQ_GYM_CACHE", "/work/parity/cache")
 import torch
 
 HERE = Path(__file__).resolve().parent
-DATA_ROOT = Path("/work/shared/data/imagenet-sample/val")
+#: the ImageNet sample beside the checkout (``../shared/data``), or under $MPQ_GYM_DATA
+DATA_ROOT = Path(os.environ.get("MPQ_GYM_DATA", HERE.parents[1] / "shared" / "data")) / "imagenet-sample" / "val"
 N_MAIN = 500
 N_CALIB = 64
 ISSUE_CONFIG = "88888848888848844848444448844444484844444444888844"

@@ -20,7 +20,7 @@ from mpq_gym.errors import ConfigError
 from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
 from mpq_gym.evaluate.sensitivity import RowPool, SensitivityTable, compute_sensitivity
 from mpq_gym.evaluate.surrogate import Surrogate
-from mpq_gym.quant.quantizers import WEIGHT_ROUNDING, QuantSettings
+from mpq_gym.quant.quantizers import DEFAULT_QUANTIZER, QUANTIZERS, WEIGHT_ROUNDING, QuantSettings, quantizer_settings
 from mpq_gym.quant.residual import residual_groups
 from mpq_gym.workloads import get_workload
 from mpq_gym.workloads.base import Workload
@@ -60,6 +60,8 @@ class ProblemSpec:
     sensitivity_images: int = 256
     surrogate_points: int = 16
     weight_rounding: str = "nearest"
+    #: quantizer version (``QUANTIZERS``): ``v2`` (default) or ``v1`` (the settings of figures before issue 19)
+    quantizer: str = DEFAULT_QUANTIZER
     #: budget: ``budget`` x cost of uniform W8A16 on ``budget_metric``, or ``budget_absolute``
     budget: float | None = 0.5
     budget_metric: str = "bops"
@@ -87,6 +89,7 @@ class ProblemSpec:
                      "give a whole number >= 1")
         _require(self.weight_rounding in WEIGHT_ROUNDING, "weight_rounding", self.weight_rounding,
                  f"choose one of {WEIGHT_ROUNDING}")
+        _require(self.quantizer in QUANTIZERS, "quantizer", self.quantizer, f"choose one of {sorted(QUANTIZERS)}")
         _require(self.split in ("calibration", "search", "test"), "split", self.split,
                  "choose 'search' (or 'calibration' / 'test')")
         _require(isinstance(self.seed, int) and not isinstance(self.seed, bool), "seed", self.seed, "give an integer")
@@ -116,7 +119,7 @@ class ProblemSpec:
 
     def settings(self) -> QuantSettings:
         """The quantizer settings."""
-        return QuantSettings(weight_rounding=self.weight_rounding)
+        return quantizer_settings(self.quantizer, weight_rounding=self.weight_rounding)
 
     def build_workload(self) -> Workload:
         """The workload (loaded from its registry name, or the one given)."""

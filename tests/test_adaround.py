@@ -44,7 +44,9 @@ def test_adaround_model_is_better_and_cached(digits, monkeypatch):
     nearest = ExactEvaluator(digits, build_quantized_model(digits), progress=False)
     learned = ExactEvaluator(digits, build_quantized_model(digits, ADAROUND), progress=False)
     w3 = uniform_config(nearest.qmodel.layer_names, Candidate(3, 32))
-    assert learned.evaluate(w3, "test")["sqnr_db"] > nearest.evaluate(w3, "test")["sqnr_db"] + 3
+    # 300 iterations: 21.3 vs 20.2 dB with quantizer v2 (output-aware ranges + bias correction leave less
+    # to learn; 1000 iterations: 22.5), where v1's nearest rounding was 14.0 dB
+    assert learned.evaluate(w3, "test")["sqnr_db"] > nearest.evaluate(w3, "test")["sqnr_db"] + 0.5
     monkeypatch.setattr("mpq_gym.quant.model.adaround", lambda *a, **k: pytest.fail("should come from the cache"))
     again = build_quantized_model(digits, ADAROUND)
     again.set_config(w3)

@@ -6,8 +6,10 @@ from torch import nn
 
 from mpq_gym.config import Candidate
 from mpq_gym.quant.model import QuantizedModel
-from mpq_gym.quant.quantizers import (ActivationObserver, QuantSettings, _output_channel_errors, fake_quant_weight,
-                                      weight_scales)
+from mpq_gym.errors import ConfigError
+from mpq_gym.problem import ProblemSpec
+from mpq_gym.quant.quantizers import (QUANTIZERS, ActivationObserver, QuantSettings, _output_channel_errors,
+                                      fake_quant_weight, quantizer_settings, weight_scales)
 
 
 def _heavy_tailed(rows=16, cols=64, seed=0):
@@ -79,8 +81,8 @@ def _rel_error(settings, w_bits=4, a_bits=32):
 
 
 def test_bias_correction_cancels_the_mean_output_shift():
-    plain, _ = _rel_error(QuantSettings())
-    corrected, q = _rel_error(QuantSettings(bias_correction=True))
+    plain, _ = _rel_error(QuantSettings(weight_range="mse", bias_correction=False))
+    corrected, q = _rel_error(QuantSettings(weight_range="mse", bias_correction=True))
     assert corrected < plain
     q.set_config({n: Candidate(32, 32) for n in q.layer_names})  # FP32 restores the FP32 biases
     for name in q.layer_names:
@@ -88,8 +90,8 @@ def test_bias_correction_cancels_the_mean_output_shift():
 
 
 def test_output_mse_reconstructs_outputs_better_than_weight_mse():
-    plain, _ = _rel_error(QuantSettings())
-    aware, _ = _rel_error(QuantSettings(weight_range="output_mse", clip_gamma=1.0))
+    plain, _ = _rel_error(QuantSettings(weight_range="mse", bias_correction=False))
+    aware, _ = _rel_error(QuantSettings(weight_range="output_mse", clip_gamma=1.0, bias_correction=False))
     assert aware <= plain * 1.05
 
 
@@ -121,3 +123,32 @@ def test_input_means_are_cached_on_disk(tmp_path, monkeypatch):
     again = QuantizedModel(model, batches[0][:1], calibration_batches=None, settings=settings, cache_key="toy",
                            progress=False)
     assert again._input_means.keys() == q._input_means.keys()
+
+
+def test_v2_is_the_default_and_v1_stays_selectable():
+    assert QuantSettings() == QUANTIZERS["v2"]
+    assert (QuantSettings().weight_range, QuantSettings().bias_correction) == ("output_mse", True)
+    v1 = ProblemSpec("digits_cnn", quantizer="v1").settings()
+    assert (v1.weight_range, v1.bias_correction) == ("mse", False)
+    assert ProblemSpec("digits_cnn", weight_rounding="adaround").settings().weight_range == "output_mse"
+    assert quantizer_settings("v1") != quantizer_settings("v2")
+    with pytest.raises(ConfigError, match="quantizer"):
+        ProblemSpec("digits_cnn", quantizer="v9")
+
+
+@pytest.mark.parametrize("settings", [QuantSettings(), QuantSettings(weight_range="mse")], ids=["v2", "mse_bc"])
+def test_the_first_switch_gives_the_same_model_as_a_later_one(settings):
+    """Input statistics collected lazily during the first switch must not leave layers in the old state
+    (the first layer has no bias, so the statistics are first needed after it is switched)."""
+    model, batches = _toy()
+    model[0], model[1] = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.Identity()
+    q = QuantizedModel(model, batches[0][:1], calibration_batches=lambda: iter(batches), settings=settings,
+                       progress=False)
+    config = {n: Candidate(4, 8) for n in q.layer_names}
+    q.set_config(config)
+    with torch.no_grad():
+        first = q(batches[1])
+    q.set_config({n: Candidate(32, 32) for n in q.layer_names})
+    q.set_config(config)
+    with torch.no_grad():
+        assert torch.equal(q(batches[1]), first)

@@ -8,6 +8,7 @@ import sys
 from typing import Any, Callable, NoReturn, Sequence
 
 from mpq_gym.errors import ConfigError, MpqGymError
+from mpq_gym.quant.quantizers import DEFAULT_QUANTIZER, QUANTIZERS, WEIGHT_ROUNDING, QuantSettings, quantizer_settings
 from mpq_gym.workloads import Workload, available_workloads, get_workload
 
 
@@ -72,6 +73,18 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="path to a pretrained weights file (default: cache / package)")
     parser.add_argument("--random-weights", action="store_true",
                         help="RANDOM weights: structure and cost work only, accuracy is meaningless")
+
+
+def add_quantizer_args(parser: argparse.ArgumentParser) -> None:
+    """``--quantizer`` (version, e.g. ``v1`` for the settings of earlier figures) and ``--weight-rounding``."""
+    parser.add_argument("--quantizer", default=DEFAULT_QUANTIZER, choices=sorted(QUANTIZERS),
+                        help=f"quantizer version (default {DEFAULT_QUANTIZER}; v1 = the settings before issue 19)")
+    parser.add_argument("--weight-rounding", default="nearest", choices=WEIGHT_ROUNDING)
+
+
+def quantizer_from_args(args: argparse.Namespace) -> QuantSettings:
+    """The settings ``add_quantizer_args`` options describe."""
+    return quantizer_settings(args.quantizer, weight_rounding=args.weight_rounding)
 
 
 def workload_from_args(args: argparse.Namespace) -> Workload:

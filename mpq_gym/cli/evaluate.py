@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import time
 
-from mpq_gym.cli.common import add_workload_args, make_parser, print_json, run_cli, workload_from_args
+from mpq_gym.cli.common import (add_quantizer_args, add_workload_args, make_parser, print_json, quantizer_from_args,
+                                run_cli, workload_from_args)
 from mpq_gym.config import parse_config
 from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
-from mpq_gym.quant.quantizers import WEIGHT_ROUNDING, QuantSettings
 from mpq_gym.workloads.base import ALL_SPLITS, SPLITS
 
 
@@ -19,15 +19,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="'fp32', 'uniform:W<w>A<a>[-<format>]' or a JSON file {layer: [w_bits, a_bits(, format)]} "
                              "('*' = default)")
     parser.add_argument("--split", default="test", choices=[*SPLITS, ALL_SPLITS])
-    parser.add_argument("--weight-rounding", default="nearest", choices=WEIGHT_ROUNDING)
+    add_quantizer_args(parser)
     args = parser.parse_args(argv)
     workload = workload_from_args(args)
-    evaluator = ExactEvaluator(workload, build_quantized_model(workload, QuantSettings(weight_rounding=args.weight_rounding)))
+    evaluator = ExactEvaluator(workload, build_quantized_model(workload, quantizer_from_args(args)))
     config = parse_config(args.config, evaluator.qmodel.layer_names)
     start = time.perf_counter()
     metrics = evaluator.evaluate(config, args.split)
     print_json({"workload": workload.name, "weights": workload.weights, "config": args.config, "split": args.split,
-                "weight_rounding": args.weight_rounding,
+                "quantizer": args.quantizer, "weight_rounding": args.weight_rounding,
                 "images": len(workload.split(args.split)), **metrics,
                 "seconds": round(time.perf_counter() - start, 3)})
     return 0

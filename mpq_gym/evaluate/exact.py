@@ -15,7 +15,7 @@ from mpq_gym.quant.quantizers import QuantSettings
 from mpq_gym.workloads.base import Workload
 
 #: Bump when the numerics of an evaluation change, so stale memoised results are not reused.
-EVAL_FORMAT = 3
+EVAL_FORMAT = 4
 #: Bump when the FP32-outputs cache layout changes.
 FP32_FORMAT = 2
 

@@ -25,7 +25,7 @@ from mpq_gym.config import FP32, Candidate, uniform_config
 from mpq_gym.metrics import sqnr_db
 from mpq_gym.quant.model import QuantizedModel
 
-SENSITIVITY_FORMAT = 3
+SENSITIVITY_FORMAT = 4
 
 
 class RowPool(Protocol):

@@ -22,7 +22,7 @@ from mpq_gym.quant.quantizers import ActivationObserver, ActRange, QuantSettings
 
 log = logging.getLogger(__name__)
 QUANT_BITS = [b for b in SUPPORTED_BITS if b != FLOAT_BITS]
-CACHE_FORMAT = 5
+CACHE_FORMAT = 6
 #: Bump when the AdaRound cache layout changes (on top of ``ADAROUND_FORMAT``, the algorithm's version).
 ADAROUND_CACHE_FORMAT = 2
 
@@ -151,7 +151,7 @@ class QuantizedModel(nn.Module):
             method = self.settings.weight_range
             if method == "output_mse" and not self.has_calibration_data:
                 method = "tf_enhanced"  # no data for the output-aware objective: the clip-weighted weight MSE
-            moment = self.input_moment(name) if method == "output_mse" and fmt == "int" else None
+            moment = self.input_moment(name) if method == "output_mse" and fmt in ("int", "ant") else None
             self._weight_quant[key] = weight_quantizer(self._fp32_weights[name], bits, fmt, method,
                                                        gamma=self.settings.clip_gamma, moment=moment)
             self._dirty = True
@@ -377,13 +377,18 @@ class QuantizedModel(nn.Module):
         if needs_act_sample and not self._observers:
             self.calibrate()
         self.prepare_adaround([(n, c.w_bits) for n, c in config.items() if self.uses_adaround(c.w_bits, c.fmt)])
-        for name, cand in config.items():
-            module = self._modules_q[name]
-            module.weight.data = self.quantized_weight(name, cand.w_bits, cand.fmt)
+        # everything is computed before any layer is switched: a first use may run the calibration data
+        # through the model (input statistics for bias correction and output-aware ranges), which needs
+        # the model in its current, consistent state
+        plan = [(self._modules_q[name], self.quantized_weight(name, cand.w_bits, cand.fmt),
+                 self.layer_bias(name, cand.w_bits, cand.fmt),
+                 None if cand.a_bits == FLOAT_BITS else self.activation_quantizer(name, cand.a_bits, cand.fmt))
+                for name, cand in config.items()]
+        for (module, weight, bias, act_quant), name in zip(plan, config):
+            module.weight.data = weight
             if module.bias is not None:
-                module.bias.data = self.layer_bias(name, cand.w_bits, cand.fmt)
-            self._act_quant[name] = (None if cand.a_bits == FLOAT_BITS
-                                     else self.activation_quantizer(name, cand.a_bits, cand.fmt))
+                module.bias.data = bias
+            self._act_quant[name] = act_quant
         self._config = dict(config)
         self._save_cache()
 

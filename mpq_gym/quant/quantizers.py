@@ -4,10 +4,12 @@ All rounding goes through torch's own fake-quant ops; this module only decides t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
+
+from mpq_gym.errors import ConfigError
 
 #: ``mse``: least squared weight error; ``minmax``: no clipping; ``tf_enhanced``: least squared error with
 #: clipped values' errors weighted by ``clip_gamma`` (AIMET's post_training_tf_enhanced / SQNR analyzer);
@@ -24,12 +26,16 @@ WEIGHT_ROUNDING = ("nearest", "adaround")
 class QuantSettings:
     """How ranges are chosen and weights rounded. Part of every cache key.
 
+    The defaults are quantizer ``v2`` (see :data:`QUANTIZERS`): output-aware weight ranges with clipped
+    weights' error weighted by ``clip_gamma`` and bias correction, which match or beat AIMET 2.42's
+    ``post_training_tf_enhanced`` simulation on every configuration measured (docs/benchmarks.md,
+    "Quantizer parity with AIMET"). ``quantizer_settings("v1")`` gives the settings of earlier figures.
     ``weight_rounding="adaround"`` learns each integer weight's rounding (AdaRound) once per
     (layer, bits) on ``adaround_rows`` sampled input rows of the calibration split, over
     ``adaround_iterations`` steps; see :mod:`mpq_gym.quant.adaround`.
     """
 
-    weight_range: str = "mse"
+    weight_range: str = "output_mse"
     act_range: str = "mse"
     act_percentile: float = 99.99
     fold_bn: bool = True
@@ -41,7 +47,7 @@ class QuantSettings:
     clip_gamma: float = 3.0
     #: correct each layer's bias for the mean shift its weight quantization causes on calibration inputs
     #: (``b -= dW @ E[x]``, Nagel et al. 2019, "bias correction" in AIMET's post-training tools)
-    bias_correction: bool = False
+    bias_correction: bool = True
     #: ``fp32``: every layer input calibrated on the FP32 network; ``sequential``: each layer input
     #: calibrated with all upstream layers already quantized (weights at ``sequential_w_bits``, inputs at
     #: the bit-width being calibrated), as a simulator's own calibration pass sees them
@@ -59,6 +65,22 @@ class QuantSettings:
             raise ValueError(f"act_calibration must be one of {ACT_CALIBRATION}, got {self.act_calibration!r}")
         if self.weight_rounding not in WEIGHT_ROUNDING:
             raise ValueError(f"weight_rounding must be one of {WEIGHT_ROUNDING}, got {self.weight_rounding!r}")
+
+
+#: named quantizer versions. ``v2`` (default): output-aware weight ranges + bias correction (issue 19);
+#: ``v1``: plain per-channel weight MSE, no bias correction (every figure measured before issue 19)
+QUANTIZERS: dict[str, QuantSettings] = {
+    "v2": QuantSettings(),
+    "v1": QuantSettings(weight_range="mse", bias_correction=False),
+}
+DEFAULT_QUANTIZER = "v2"
+
+
+def quantizer_settings(quantizer: str = DEFAULT_QUANTIZER, **fields: object) -> QuantSettings:
+    """The settings of a named quantizer version, with ``fields`` (e.g. ``weight_rounding``) replaced."""
+    if quantizer not in QUANTIZERS:
+        raise ConfigError(f"unknown quantizer {quantizer!r}; choose one of {sorted(QUANTIZERS)}")
+    return replace(QUANTIZERS[quantizer], **fields)
 
 
 def _signed_limits(bits: int) -> tuple[int, int]:
