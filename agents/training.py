@@ -252,8 +252,8 @@ def write_run_args(run_dir: Path, args: dict[str, Any]) -> None:
     sign_run(run_dir)
 
 
-RUN_ARGS: dict[str, type | tuple[type, ...]] = {"algo": str, "env_id": str, "episodes": int, "seed": int,
-                                                "env_kwargs": dict, "hyperparams": dict}
+RUN_ARGS: dict[str, type | tuple[type, ...]] = {"algo": str, "env_id": str, "episodes": (int, type(None)),
+                                                "seed": int, "env_kwargs": dict, "hyperparams": dict}
 
 
 def read_run_args(run_dir: str | Path, command: str = "mpq-gym train") -> dict[str, Any]:
@@ -269,6 +269,10 @@ def read_run_args(run_dir: str | Path, command: str = "mpq-gym train") -> dict[s
            or isinstance(args.get(k), bool)] if isinstance(args, dict) else list(RUN_ARGS)
     if not bad and args["algo"] not in ALGOS:
         bad = ["algo"]
+    minutes = args.get("minutes") if isinstance(args, dict) else None
+    if not bad and (minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
+                                               or not minutes > 0) or args["episodes"] is None and minutes is None):
+        bad = ["episodes", "minutes"]
     if bad:
         raise InputFileError(f"{path} is not an args.json written by mpq-gym train (bad or missing {bad}); "
                              "restore it or start a new run")
@@ -283,6 +287,8 @@ class TrainResult:
     agent: Any
     episodes: int
     best: dict[str, Any] | None
+    #: training wall time (continued across resumes)
+    wall_s: float = 0.0
 
 
 def _save(agent: Any, algo: str, path: Path) -> None:
@@ -292,19 +298,30 @@ def _save(agent: Any, algo: str, path: Path) -> None:
     tmp.replace(path)
 
 
-def train(algo: str, env: gym.Env, episodes: int, seed: int, hyperparams: dict[str, Any], run_dir: str | Path,
+def train(algo: str, env: gym.Env, episodes: int | None, seed: int, hyperparams: dict[str, Any], run_dir: str | Path,
           checkpoint_every: int = 25, progress: bool = True, tracker: MlflowTracker | None = None,
-          trust: bool = False) -> TrainResult:
-    """Train (or resume, when ``run_dir`` holds a checkpoint) until ``episodes`` episodes in all; with a
-    ``tracker``, per-episode metrics and the best configuration also go to MLflow. Resuming an SB3/DDPG
-    checkpoint in a folder not created on this machine needs ``trust=True`` (it unpickles files)."""
-    if episodes < 1:
+          trust: bool = False, minutes: float | None = None) -> TrainResult:
+    """Train (or resume, when ``run_dir`` holds a checkpoint) until ``episodes`` episodes in all or ``minutes``
+    of training, whichever comes first (one of them is needed); with a ``tracker``, per-episode metrics and
+    the best configuration also go to MLflow. Resuming an SB3/DDPG checkpoint in a folder not created on
+    this machine needs ``trust=True`` (it unpickles files).
+
+    SB3 gets ``total_timesteps`` = the remaining episodes x steps per episode, exactly, so its schedules
+    (learning rate, clip range) see the real length of the run; a run stopped by ``minutes`` alone gives
+    SB3 an open-ended bound (use constant schedules there)."""
+    if episodes is None and minutes is None:
+        raise ConfigError("give the run's length: episodes (--episodes N) or minutes (--minutes M)")
+    if episodes is not None and episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    if minutes is not None and not minutes > 0:
+        raise ConfigError(f"minutes must be > 0, got {minutes}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = env if isinstance(env, Monitor) else Monitor(env)
     state_path = run_dir / "checkpoints" / "state.json"
     done = _episodes_done(state_path)
+    # SB3's Monitor writes monitor.csv in the run folder (a resumed run appends to it)
+    env = env if isinstance(env, Monitor) else Monitor(env, str(run_dir / "monitor.csv"), override_existing=not done,
+                                                       info_keywords=("normalized_score",))
     if done:
         require_trusted(run_dir, algo, trust, "resuming it")
     elif trust or created_here(run_dir) or not _pickle_files(run_dir):
@@ -315,7 +332,9 @@ def train(algo: str, env: gym.Env, episodes: int, seed: int, hyperparams: dict[s
         agent.load_replay_buffer(run_dir / "checkpoints" / "replay_buffer.pkl")
     logger = configure(str(run_dir / "tb"), ["tensorboard"])
     steps = steps_per_episode(env)
-    log = EpisodeLog(run_dir, episodes, steps, logger, episodes_done=done, progress=progress, tracker=tracker)
+    log = EpisodeLog(run_dir, episodes, steps, logger, episodes_done=done, progress=progress, tracker=tracker,
+                     seconds=None if minutes is None else 60.0 * minutes)
+    remaining = OPEN_ENDED_EPISODES if episodes is None else episodes - done
 
     def checkpoint(n: int) -> None:
         _save(agent, algo, model_path(run_dir, algo, checkpoint=True))
@@ -334,12 +353,13 @@ def train(algo: str, env: gym.Env, episodes: int, seed: int, hyperparams: dict[s
                         checkpoint(log.episodes)
                     return go_on
 
-                agent.learn(episodes - done, on_episode, lambda stats: [logger.record(k, v) for k, v in stats.items()])
+                agent.learn(remaining, on_episode, lambda stats: [logger.record(k, v) for k, v in stats.items()])
             else:
                 agent.set_logger(logger)
                 callback = EpisodeCallback(log, checkpoint, checkpoint_every)
-                # SB3 rolls out whole rollouts; the callback stops at exactly ``episodes`` episodes
-                agent.learn(total_timesteps=(episodes - done + 1) * steps * 64, callback=callback,
+                # every episode is ``steps`` steps, so this many timesteps are exactly the remaining episodes
+                # (the callback also stops there, mid-rollout when a rollout holds several episodes)
+                agent.learn(total_timesteps=remaining * steps, callback=callback,
                             reset_num_timesteps=not done, progress_bar=False)
     finally:
         log.close()
@@ -347,7 +367,11 @@ def train(algo: str, env: gym.Env, episodes: int, seed: int, hyperparams: dict[s
     if tracker is not None:
         for artifact in ("best_config.json", "episodes.csv", "args.json"):
             tracker.log_artifact(run_dir / artifact)
-    return TrainResult(run_dir, agent, log.episodes, log.best)
+    return TrainResult(run_dir, agent, log.episodes, log.best, log.wall_s)
+
+
+#: the episode bound given to the learners of a run stopped by wall-clock time alone
+OPEN_ENDED_EPISODES = 10 ** 9
 
 
 def _episodes_done(state_path: Path) -> int:
@@ -382,7 +406,7 @@ def new_run_dir(runs_dir: Path, env_id: str, algo: str, seed: int) -> Path:
 def train_run(algo: str, env_id: str, episodes: int, seed: int, env_kwargs: dict[str, Any] | None = None,
               hyperparams_file: str | None = None, runs_dir: str | Path = "runs", resume: str | Path | None = None,
               checkpoint_every: int = 25, progress: bool = True, mlflow: str | None = None,
-              trust: bool = False) -> TrainResult:
+              trust: bool = False, minutes: float | None = None) -> TrainResult:
     """Start a run in a new folder, or resume the run in ``resume`` with its recorded arguments.
 
     ``mlflow``: ``None`` for TensorBoard only; ``""`` for the local MLflow store; else a store or server URI.
@@ -395,18 +419,22 @@ def train_run(algo: str, env_id: str, episodes: int, seed: int, env_kwargs: dict
         trust = True  # checked above, before args.json is rewritten and signed
         algo, env_id, seed = saved["algo"], saved["env_id"], saved["seed"]
         env_kwargs, hyperparams = saved["env_kwargs"], saved["hyperparams"]
-        episodes = max(episodes or 0, saved["episodes"])
+        episodes = max(episodes or 0, saved["episodes"] or 0) or None
+        minutes = minutes if minutes is not None else saved.get("minutes")
     else:
         hyperparams = load_hyperparams(algo, env_id, hyperparams_file)
         env_kwargs = dict(env_kwargs or {})
         run_dir = new_run_dir(Path(runs_dir), env_id, algo, seed)
         run_dir.mkdir(parents=True)
-    write_run_args(run_dir, {"algo": algo, "env_id": env_id, "episodes": episodes, "seed": seed,
+    write_run_args(run_dir, {"algo": algo, "env_id": env_id, "episodes": episodes, "minutes": minutes, "seed": seed,
                              "env_kwargs": env_kwargs, "hyperparams": hyperparams})
     env = make_env(env_id, env_kwargs, hyperparams)
     if mlflow is None:
-        return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress, trust=trust)
-    params = {"algo": algo, "env_id": env_id, "seed": seed, "episodes": episodes, "env_kwargs": env_kwargs,
+        return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress, trust=trust,
+                     minutes=minutes)
+    params = {"algo": algo, "env_id": env_id, "seed": seed, "episodes": episodes, "minutes": minutes,
+              "env_kwargs": env_kwargs,
               "hyperparams": hyperparams, "run_dir": str(run_dir)}
     with MlflowTracker(mlflow, f"mpq-gym/{env_id}", run_dir.name, params) as tracker:
-        return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress, tracker, trust)
+        return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress, tracker, trust,
+                     minutes)

@@ -5,6 +5,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import csr_matrix, eye, kron
 
 from mpq_gym.errors import ConfigError
 
@@ -69,6 +71,25 @@ class BudgetTable:
         """Whether a complete configuration is within the limit."""
         return self.total(choices) <= self.ceiling
 
+    def random_feasible(self, rng: np.random.Generator) -> np.ndarray:
+        """A random configuration within the limit: groups visited in random order, each taking a uniformly
+        random candidate among those that still leave a feasible completion."""
+        groups = len(self.table)
+        choices = np.empty(groups, dtype=np.int64)
+        spent, rest = self.fixed, float(self.cheapest.sum())
+        for g in rng.permutation(groups):
+            rest -= self.cheapest[g]
+            allowed = np.flatnonzero(spent + self.table[g] + rest <= self.ceiling)
+            choices[g] = rng.choice(allowed)
+            spent += self.table[g, choices[g]]
+        return choices
+
+    def least_penalty(self, penalty: np.ndarray) -> np.ndarray:
+        """The configuration within the limit with the least summed ``penalty`` [group, candidate]: the
+        multiple-choice knapsack, solved to optimality (``scipy.optimize.milp``, HiGHS)."""
+        choices = solve_assignment_ilp(penalty, self.table, self.ceiling - self.fixed)
+        return choices if self.fits(choices) else self.enforce_limit(choices)  # the solver's tolerance
+
     def feasible_actions(self, step: int, spent: float) -> np.ndarray:
         """Mask of candidates at ``step`` from which a completion within the limit exists."""
         return spent + self.table[step] + self.cheapest_after[step] + self.fixed <= self.ceiling
@@ -91,3 +112,17 @@ class BudgetTable:
                 break
         return choices
 
+
+
+def solve_assignment_ilp(penalty: np.ndarray, cost: np.ndarray, capacity: float) -> np.ndarray:
+    """Choice per row of ``penalty`` [G, C] minimising the summed penalty with summed ``cost`` <= ``capacity``."""
+    groups, candidates = penalty.shape
+    scale = np.abs(penalty).max() or 1.0
+    one_hot = LinearConstraint(kron(eye(groups), np.ones((1, candidates))), 1, 1)
+    cost_scale = abs(capacity) or 1.0
+    within = LinearConstraint(csr_matrix(cost.reshape(1, -1) / cost_scale), -np.inf, capacity / cost_scale)
+    result = milp(penalty.reshape(-1) / scale, constraints=[one_hot, within], integrality=np.ones(penalty.size),
+                  bounds=Bounds(0, 1))
+    if result.x is None:
+        raise ValueError(f"the ILP found no configuration within the budget: {result.message}")
+    return np.asarray(result.x, dtype=np.float64).reshape(groups, candidates).argmax(axis=1)

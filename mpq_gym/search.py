@@ -17,6 +17,7 @@ from mpq_gym.errors import MpqGymError
 from mpq_gym.evaluate.sensitivity import SensitivityTable
 from mpq_gym.evaluate.surrogate import Surrogate
 from mpq_gym.problem import EvaluationPool, Problem
+from mpq_gym.scores import ScoreScale, normalized_score, score_scale
 
 
 class EvaluationBudgetExhausted(MpqGymError):
@@ -72,6 +73,16 @@ class SearchContext:
         self.surrogate_evaluations = len(self.problem.surrogate_calibration_choices())
         return surrogate
 
+    @property
+    def score_scale(self) -> ScoreScale:
+        """The normalized score's anchors under this budget (S(random), S(opt)); calibrates the surrogate
+        once per problem if no policy has, without charging it to :attr:`surrogate_evaluations`."""
+        return score_scale(self.problem, self.budget_table)
+
+    def normalized_score(self, choices: Sequence[int]) -> float:
+        """(S(choices) - S(random)) / (S(opt) - S(random)) with S the surrogate quality: 1 = optimal."""
+        return normalized_score(self.problem, self.budget_table, choices)
+
     # -------------------------------------------------------------------- costs
     def total_cost(self, choices: Sequence[int]) -> float:
         """Cost of a configuration on the budget's metric."""
@@ -82,18 +93,8 @@ class SearchContext:
         return self.budget_table.fits(np.asarray(choices, dtype=np.int64))
 
     def random_feasible(self, rng: np.random.Generator) -> np.ndarray:
-        """A random configuration within the budget: groups visited in random order, each taking a uniformly
-        random candidate among those that still leave a feasible completion."""
-        table, ceiling = self.budget_table.table, self.budget_table.ceiling
-        choices = np.empty(self.n_groups, dtype=np.int64)
-        spent = self.budget_table.fixed
-        rest = float(self.budget_table.cheapest.sum())
-        for g in rng.permutation(self.n_groups):
-            rest -= self.budget_table.cheapest[g]
-            allowed = np.flatnonzero(spent + table[g] + rest <= ceiling)
-            choices[g] = rng.choice(allowed)
-            spent += table[g, choices[g]]
-        return choices
+        """A random configuration within the budget (:meth:`BudgetTable.random_feasible`)."""
+        return self.budget_table.random_feasible(rng)
 
     def repair(self, choices: Sequence[int], rng: np.random.Generator) -> np.ndarray:
         """Bring a configuration within the budget by moving random groups to their next cheaper candidate."""

@@ -1,4 +1,5 @@
 """Agents on DigitsCNN: train a few episodes, save, load, predict; resume; presets; the bench adapter."""
+import csv
 import json
 
 import gymnasium as gym
@@ -63,6 +64,24 @@ def test_reinforce_is_an_sb3_policy_predictor(tmp_path):
     assert batch.shape == (3,) and state[0].shape == (2, 3, 16)
 
 
+def test_sb3_total_timesteps_are_exactly_the_episodes(tmp_path):
+    result = train_run("ppo", DISCRETE, 5, 0, KWARGS, _small_hp(tmp_path, "ppo"), tmp_path, progress=False)
+    assert result.agent._total_timesteps == 5 * 4 and result.agent.num_timesteps == 5 * 4
+    monitor = (result.run_dir / "monitor.csv").read_text().splitlines()
+    assert len(monitor) == 2 + 5  # Monitor's header lines + one row per episode
+
+
+def test_minutes_stop_a_run_without_an_episode_count(tmp_path):
+    result = train_run("reinforce", DISCRETE, None, 0, KWARGS, _small_hp(tmp_path, "reinforce"), tmp_path,
+                       progress=False, minutes=0.05)
+    with (result.run_dir / "episodes.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert result.episodes == len(rows) >= 1
+    assert float(rows[-1]["wall_s"]) >= 3.0 and float(rows[-2]["wall_s"]) < 3.0 if len(rows) > 1 else True
+    assert 0.0 <= float(rows[-1]["best_normalized"]) <= 1.0 + 1e-9
+    assert json.loads((result.run_dir / "args.json").read_text())["minutes"] == 0.05
+
+
 def test_same_seed_same_run(tmp_path):
     def choices(sub):
         run = train_run("reinforce", DISCRETE, 6, 3, KWARGS, _small_hp(tmp_path, "reinforce"), tmp_path / sub,
@@ -80,8 +99,9 @@ def test_reinforce_resume_equals_an_uninterrupted_run(tmp_path):
     resumed = train_run(None, None, 8, 0, resume=part, checkpoint_every=4, progress=False)
     assert resumed.episodes == 8
 
-    def rows(run):
-        return [r.split(",", 1)[1] for r in (run / "episodes.csv").read_text().splitlines()]
+    def rows(run):  # every column but the wall clock
+        with (run / "episodes.csv").open(newline="") as f:
+            return [{k: v for k, v in r.items() if k != "wall_s"} for r in csv.DictReader(f)]
     assert rows(part) == rows(whole)
 
 
@@ -90,7 +110,7 @@ def test_sb3_resume_continues_from_the_checkpoint(tmp_path):
     run = train_run("ppo", DISCRETE, 4, 0, KWARGS, hp, tmp_path, checkpoint_every=2, progress=False).run_dir
     # an interruption after the checkpoint: extra rows past it are dropped on resume
     with (run / "episodes.csv").open("a") as f:
-        f.write("5,0,0,False,True,0,0,0,0,0 0 0 0\n")
+        f.write("5,9.0,0,0,False,0,True,0,0,0,0,0,0 0 0 0\n")
     result = train_run(None, None, 10, 0, resume=run, checkpoint_every=2, progress=False)
     episodes = [int(r.split(",")[0]) for r in (run / "episodes.csv").read_text().splitlines()[1:]]
     assert episodes == list(range(1, 11)) and result.agent.num_timesteps >= 10 * 4

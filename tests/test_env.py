@@ -39,7 +39,17 @@ def test_check_env_passes_for_every_id(env_id, tiny_hf):
     env = _make(env_id, **_kwargs(env_id, tiny_hf))
     gym_check_env(env.unwrapped, skip_render_check=True)
     sb3_check_env(env.unwrapped)
-    assert env.spec.max_episode_steps in (env.unwrapped.n_groups, None)
+    assert env.spec.max_episode_steps is None  # the env ends episodes itself: terminated, never truncated
+
+
+def test_the_last_step_terminates_and_does_not_truncate():
+    env = _make(DIGITS, budget=0.4)
+    env.reset(seed=0)
+    outcomes = [env.step(0)[2:4] for _ in range(env.unwrapped.n_groups)]
+    assert outcomes == [(False, False)] * (env.unwrapped.n_groups - 1) + [(True, False)]
+    env.reset(seed=0)
+    *_, info = [env.step(0) for _ in range(env.unwrapped.n_groups)][-1]
+    assert info["normalized_score"] <= 1.0 + 1e-9 and np.isfinite(info["surrogate_quality"])
 
 
 def test_string_entry_point_and_unknown_id():

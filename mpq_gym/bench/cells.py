@@ -19,7 +19,7 @@ from mpq_gym.problem import EvaluationPool, Problem
 from mpq_gym.search import SearchContext
 
 COLUMNS = ("env", "policy", "seed", "budget", "budget_metric", "candidates", "quality", "search_quality",
-           "fp32_quality", "report_split", *COST_METRICS, *(f"{c}_ratio" for c in COST_METRICS),
+           "normalized_score", "fp32_quality", "report_split", *COST_METRICS, *(f"{c}_ratio" for c in COST_METRICS),
            "within_budget", "exact_evaluations", "surrogate_evaluations", "wall_s", "choices", "config")
 
 
@@ -53,6 +53,7 @@ def run_cell(problem: Problem, budget: Budget, policy_name: str, seed: int, max_
         "policy": policy_name, "seed": seed, "budget": budget.ratio, "budget_metric": budget.metric,
         "candidates": ",".join(map(str, problem.candidates)),
         "quality": problem.quality(config, report_split), "search_quality": search_quality,
+        "normalized_score": ctx.normalized_score(choices),
         "fp32_quality": problem.quality(problem.uniform(FP32), report_split),
         "report_split": report_split, **{c: costs[c] for c in COST_METRICS},
         **{f"{c}_ratio": costs[f"{c}_ratio"] for c in COST_METRICS}, "within_budget": ctx.fits(choices),

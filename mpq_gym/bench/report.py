@@ -25,6 +25,7 @@ def aggregate(rows: list[dict[str, str]]) -> list[dict[str, float | str | int]]:
             "budget": budget, "policy": policy, "seeds": len(group), "quality_iqm": point, "ci_low": low,
             "ci_high": high, "quality_min": float(quality.min()), "quality_max": float(quality.max()),
             "fp32_quality": float(group[0]["fp32_quality"]),
+            "normalized_iqm": iqm_interval(np.array([float(r["normalized_score"]) for r in group]))[0],
             "bops_ratio": float(np.mean([float(r["bops_ratio"]) for r in group])),
             "size_bits_ratio": float(np.mean([float(r["size_bits_ratio"]) for r in group])),
             "within_budget": all(r["within_budget"] == "True" for r in group),
@@ -37,7 +38,7 @@ def aggregate(rows: list[dict[str, str]]) -> list[dict[str, float | str | int]]:
 
 def markdown(summary: list[dict]) -> str:
     """Markdown table of :func:`aggregate`'s output."""
-    header = ["budget", "policy", "seeds", "quality IQM [95 % CI]", "Δ vs FP32", "BOPs ratio", "size ratio",
+    header = ["budget", "policy", "seeds", "quality IQM [95 % CI]", "Δ vs FP32", "normalized", "BOPs ratio", "size ratio",
               "in budget", "exact evals (+ surrogate calib.)", "search wall s"]
     rows = []
     for s in summary:
@@ -45,7 +46,8 @@ def markdown(summary: list[dict]) -> str:
         ci = f" [{s['ci_low']:.{d}f}, {s['ci_high']:.{d}f}]" if s["seeds"] > 1 else ""
         extra = f" (+{s['surrogate_evaluations']:.0f})" if s["surrogate_evaluations"] else ""
         rows.append([f"{s['budget']:g}", s["policy"], s["seeds"], f"{s['quality_iqm']:.{d}f}{ci}",
-                     f"{s['quality_iqm'] - s['fp32_quality']:+.{d}f}", f"{s['bops_ratio']:.4f}",
+                     f"{s['quality_iqm'] - s['fp32_quality']:+.{d}f}", f"{s['normalized_iqm']:.3f}",
+                     f"{s['bops_ratio']:.4f}",
                      f"{s['size_bits_ratio']:.4f}", "yes" if s["within_budget"] else "NO",
                      f"{s['exact_evaluations']:.1f}{extra}", f"{s['wall_s']:.1f}"])
     return markdown_table(header, rows) + "\n"

@@ -4,6 +4,10 @@ Example::
 
     mpq-gym train --algo ppo --env MixedPrecision-EfficientNetLite0-v0 --episodes 300 --seed 0 \\
         --env-kwargs budget=0.375 candidates=hardware sensitivity_images=64
+    mpq-gym train --algo maskable_ppo --env MixedPrecision-EfficientNetLite0-v0 --minutes 10
+
+The summary printed at the end gives the best configuration within budget, its quality (the reward's:
+surrogate or exact) and its normalized score (1 = the surrogate optimum, 0 = random; see mpq_gym.scores).
 
 Writes runs/<env>/<algo>_<seed>_<timestamp>/ (see :mod:`agents.training`); ``--resume RUN_DIR``
 continues an interrupted run from its last checkpoint (``--episodes`` may raise its total). A PPO/DDPG
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 
 from mpq_gym.agents.training import ALGOS, train_run
-from mpq_gym.cli.common import make_parser, parse_env_kwargs, positive_int, print_json, run_cli
+from mpq_gym.cli.common import make_parser, parse_env_kwargs, positive_float, positive_int, print_json, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
                          "--algo ppo --env MixedPrecision-DigitsCNN-v0 --episodes 50 --env-kwargs budget=0.375")
     parser.add_argument("--algo", choices=ALGOS)
     parser.add_argument("--env", help="env id, e.g. MixedPrecision-DigitsCNN-v0 (DDPG: MixedPrecisionContinuous-*)")
-    parser.add_argument("--episodes", type=positive_int, default=None, help="episodes in all (default 300)")
+    parser.add_argument("--episodes", type=positive_int, default=None,
+                        help="episodes in all (default 300, or unbounded with --minutes)")
+    parser.add_argument("--minutes", type=positive_float, default=None,
+                        help="stop after this much training time (whichever of --episodes / --minutes comes first)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hyperparams", default=None, help="YAML file overriding the preset")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="e.g. budget=0.375 candidates=expanded")
@@ -36,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.resume is None and (args.algo is None or args.env is None):
         parser.error("--algo and --env are required (or --resume RUN_DIR)")
-    result = train_run(args.algo, args.env, args.episodes or (None if args.resume else 300), args.seed,
-                       parse_env_kwargs(args.env_kwargs), args.hyperparams, args.runs_dir, args.resume,
-                       args.checkpoint_every, not args.quiet, args.mlflow, trust=args.trust)
-    print_json({"run_dir": str(result.run_dir), "episodes": result.episodes, "best": result.best})
+    episodes = args.episodes or (None if args.resume or args.minutes else 300)
+    result = train_run(args.algo, args.env, episodes, args.seed, parse_env_kwargs(args.env_kwargs), args.hyperparams,
+                       args.runs_dir, args.resume, args.checkpoint_every, not args.quiet, args.mlflow,
+                       trust=args.trust, minutes=args.minutes)
+    print_json({"run_dir": str(result.run_dir), "episodes": result.episodes, "wall_s": round(result.wall_s, 1),
+                "best": result.best})
     return 0
 
 

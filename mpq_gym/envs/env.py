@@ -15,6 +15,7 @@ from mpq_gym.envs.features import STATIC_FEATURES, group_features, normalised_se
 from mpq_gym.envs.registration import registered_kwargs
 from mpq_gym.errors import ActionError, ConfigError, ResetNeeded
 from mpq_gym.problem import Problem, ProblemSpec
+from mpq_gym.scores import score_scale
 
 REWARD_MODES = ("surrogate", "exact", "hybrid")
 #: delta: scale x (quality - FP32 quality) (HAQ); quality: scale x quality; relative: quality / FP32 - 1
@@ -90,8 +91,11 @@ class MixedPrecisionEnv(gym.Env):
     the search split) or "hybrid" (surrogate, exact for every new best).
 
     ## Episode End
-    Terminates after the last group; never truncates. ``info`` then holds the configuration, its costs,
-    quality and whether it is within budget.
+    Terminates after the last group (``terminated=True``); never truncates. ``info`` then holds the
+    configuration, its costs, quality, whether it is within budget, its ``surrogate_quality`` and its
+    ``normalized_score`` (:mod:`mpq_gym.scores`: 1 = the surrogate optimum within the budget, 0 = the mean
+    of random feasible configurations; in ``exact`` mode the first episode calibrates the surrogate for
+    it, ``surrogate_points`` exact evaluations once per problem).
 
     ## Budget enforcement
     "limit" (HAQ's action wall after the last action), "penalty", or "mask" (:meth:`action_masks` allows
@@ -239,8 +243,11 @@ class MixedPrecisionEnv(gym.Env):
         if self.enforcement == "penalty":
             reward -= self.penalty_coef * overshoot
         config = self.problem.config(final)
+        surrogate_quality = quality if not exact else float(self.problem.surrogate.predict(final)[0])
+        normalized = float(score_scale(self.problem, self.budget_table).normalize(surrogate_quality))
         info = {"config": config_to_json(config), "choices": final.tolist(), "chosen": chosen.tolist(),
                 "quality": quality, "exact": exact, "fp32_quality": self.problem.fp32_quality,
+                "surrogate_quality": surrogate_quality, "normalized_score": normalized,
                 "costs": costs, "budget_metric": self.budget_table.metric, "budget_limit": self.budget_table.limit,
                 "budget_used": total / self.budget_table.limit, "within_budget": overshoot <= 1e-9,
                 "action_mask": np.ones(self.n_candidates, dtype=bool)}

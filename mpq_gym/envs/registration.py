@@ -8,19 +8,21 @@ import gymnasium as gym
 from mpq_gym.errors import ConfigError
 
 ENTRY_POINT = "mpq_gym.envs.env:MixedPrecisionEnv"
-#: id model name -> (workload, number of quantizable layers = steps per episode without ties, or None when
-#: it depends on the model, extra default kwargs)
-MODELS: dict[str, tuple[str, int | None, dict]] = {
-    "ResNet18": ("resnet18", 21, {}),
-    "ResNet50": ("resnet50", 54, {}),
-    "MobileNetV2": ("mobilenet_v2", 53, {}),
-    "EfficientNetLite0": ("efficientnet_lite0", 50, {}),
-    "DigitsCNN": ("digits_cnn", 4, {}),
+#: id model name -> (workload, extra default kwargs). Episodes have one step per quantizer group (50 for
+#: EfficientNet-Lite0, 54 for ResNet50, 4 for DigitsCNN ...) and the env ends them itself, with
+#: ``terminated=True``: the ids register no ``TimeLimit`` (``max_episode_steps=None``), so the natural last
+#: step is never also reported as a truncation.
+MODELS: dict[str, tuple[str, dict]] = {
+    "ResNet18": ("resnet18", {}),
+    "ResNet50": ("resnet50", {}),
+    "MobileNetV2": ("mobilenet_v2", {}),
+    "EfficientNetLite0": ("efficientnet_lite0", {}),
+    "DigitsCNN": ("digits_cnn", {}),
     # Spearman lives in [-1, 1]: reward 10 x Δ makes 0.01 of Spearman weigh what 1 top-1 point does (0.1)
-    "MiniLM": ("minilm", 36, {"reward_scale": 10.0, "sensitivity_images": 32}),
+    "MiniLM": ("minilm", {"reward_scale": 10.0, "sensitivity_images": 32}),
     # any Hugging Face checkpoint: gym.make("MixedPrecision-HF-v0", workload="hf:<id or dir>",
     #                                       workload_kwargs={"dataset": "data.csv"})
-    "HF": ("hf:", None, {}),
+    "HF": ("hf:", {}),
 }
 
 
@@ -31,11 +33,11 @@ def env_ids() -> list[str]:
 
 def register_envs() -> None:
     """Register all ids (idempotent)."""
-    for model, (workload, steps, extra) in MODELS.items():
+    for model, (workload, extra) in MODELS.items():
         for prefix, continuous in (("MixedPrecision", False), ("MixedPrecisionContinuous", True)):
             env_id = f"{prefix}-{model}-v0"
             if env_id not in gym.registry:
-                gym.register(id=env_id, entry_point=ENTRY_POINT, max_episode_steps=steps,
+                gym.register(id=env_id, entry_point=ENTRY_POINT, max_episode_steps=None,
                              kwargs={"workload": workload, "continuous": continuous, **extra})
 
 
