@@ -34,4 +34,5 @@ def agent_search(algo: str, ctx: SearchContext, seed: int = 0, episodes: int = D
 reinforce_search = partial(agent_search, "reinforce")
 ppo_search = partial(agent_search, "ppo")
 maskable_ppo_search = partial(agent_search, "maskable_ppo")
+recurrent_ppo_search = partial(agent_search, "recurrent_ppo")
 ddpg_search = partial(agent_search, "ddpg")

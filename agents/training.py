@@ -31,22 +31,25 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 import mpq_gym  # noqa: F401  (registers the env ids)
 from mpq_gym.agents.haq_ddpg import HaqDDPG
 from mpq_gym.agents.recording import EpisodeCallback, EpisodeLog
 from mpq_gym.agents.reinforce import ReinforceConfig, ReinforceLSTM
+from mpq_gym.agents.vec_env import SB3VectorEnv
 from mpq_gym.budget import Budget
 from mpq_gym.envs.env import MixedPrecisionEnv
+from mpq_gym.envs.vector import MixedPrecisionVectorEnv
 from mpq_gym.envs.registration import require_env_id
 from mpq_gym.cache import cache_dir, write_atomic
 from mpq_gym.errors import ConfigError, InputFileError, UntrustedRunError
 from mpq_gym.problem import Problem
 from mpq_gym.tracking import MlflowTracker
 
-ALGOS = ("reinforce", "ddpg", "ppo", "maskable_ppo")
+ALGOS = ("reinforce", "ddpg", "ppo", "maskable_ppo", "recurrent_ppo")
 #: algorithms whose saved files are pickles (SB3 .zip, DDPG replay buffer)
-PICKLED_ALGOS = ("ddpg", "ppo", "maskable_ppo")
+PICKLED_ALGOS = ("ddpg", "ppo", "maskable_ppo", "recurrent_ppo")
 TRUST_FILE = ".mpq_gym_trust"
 _TRUST_CONTEXT = b"mpq-gym run folder v1\0"
 PRESETS = Path(__file__).parent / "hyperparams"
@@ -78,21 +81,23 @@ def load_hyperparams(algo: str, env_id: str | None = None, path: str | Path | No
     return hyperparams
 
 
-def steps_per_episode(env: gym.Env) -> int:
+def steps_per_episode(env: gym.Env | VecEnv) -> int:
     """Quantizer groups of the env (its fixed episode length)."""
-    return int(env.unwrapped.n_groups)
+    return int(env.get_attr("n_groups")[0] if isinstance(env, VecEnv) else env.unwrapped.n_groups)
+
+
+#: algorithms that train on several env copies at once (``n_envs`` in their presets, as in rl-zoo3)
+VECTOR_ALGOS = ("ppo", "maskable_ppo", "recurrent_ppo")
 
 
 #: hyperparameters the presets use that this module turns into SB3 arguments
-_DERIVED = {"ddpg": {"warmup_episodes"}, "ppo": {"rollout_episodes"}, "maskable_ppo": {"rollout_episodes"}}
+_DERIVED = {"ddpg": {"warmup_episodes"}, "ppo": {"rollout_episodes", "n_envs"},
+            "maskable_ppo": {"rollout_episodes", "n_envs"}, "recurrent_ppo": {"rollout_episodes", "n_envs"}}
 
 
 def _check_sb3_hyperparams(algo: str, hp: dict[str, Any]) -> None:
     """Unknown names, and text where SB3 expects a number, are a :class:`ConfigError` naming the key."""
-    if algo == "maskable_ppo":
-        from sb3_contrib import MaskablePPO as cls
-    else:
-        cls = {"ddpg": HaqDDPG, "ppo": PPO}[algo]
+    cls = agent_class(algo)
     params: dict[str, inspect.Parameter] = {}
     for klass in reversed(cls.__mro__):
         if "__init__" in vars(klass):
@@ -111,10 +116,10 @@ def _check_sb3_hyperparams(algo: str, hp: dict[str, Any]) -> None:
             raise ConfigError(f"{algo} hyperparameter {key}={value!r} must be a number")
 
 
-def build_agent(algo: str, env: gym.Env, hyperparams: dict[str, Any], seed: int) -> BaseAlgorithm | ReinforceLSTM:
-    """A fresh agent for ``env`` from resolved hyperparameters."""
+def build_agent(algo: str, env: gym.Env | VecEnv, hyperparams: dict[str, Any], seed: int) -> BaseAlgorithm | ReinforceLSTM:
+    """A fresh agent for ``env`` (a vector env for ``n_envs`` > 1) from resolved hyperparameters."""
     _check_algo(algo)
-    hp = {k: v for k, v in hyperparams.items() if k != "env_kwargs"}
+    hp = {k: v for k, v in hyperparams.items() if k not in ("env_kwargs", "n_envs")}
     steps = steps_per_episode(env)
     if algo == "reinforce":
         known = {f.name for f in fields(ReinforceConfig)}
@@ -123,7 +128,7 @@ def build_agent(algo: str, env: gym.Env, hyperparams: dict[str, Any], seed: int)
             raise ConfigError(f"unknown REINFORCE hyperparameters {sorted(unknown)}; known: {sorted(known)}")
         return ReinforceLSTM(env, ReinforceConfig(**hp), seed)
     _check_sb3_hyperparams(algo, hp)
-    policy = hp.pop("policy", "MlpPolicy")
+    policy = hp.pop("policy", "MlpLstmPolicy" if algo == "recurrent_ppo" else "MlpPolicy")
     if algo == "ddpg":
         if not isinstance(env.action_space, gym.spaces.Box):
             raise ConfigError("DDPG needs continuous actions: use a MixedPrecisionContinuous-* id")
@@ -133,21 +138,33 @@ def build_agent(algo: str, env: gym.Env, hyperparams: dict[str, Any], seed: int)
         return HaqDDPG(policy, env, seed=seed, verbose=0, **hp)
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise ConfigError(f"{algo} here uses discrete actions: use a MixedPrecision-* id, not MixedPrecisionContinuous-*")
-    hp["n_steps"] = int(hp.pop("rollout_episodes", 8)) * steps
+    hp["n_steps"] = int(hp.pop("rollout_episodes", 8)) * steps  # per env copy
     if algo == "maskable_ppo":
         from sb3_contrib import MaskablePPO
-        if env.unwrapped.enforcement != "mask":
+        enforcement = env.get_attr("enforcement")[0] if isinstance(env, VecEnv) else env.unwrapped.enforcement
+        if enforcement != "mask":
             raise ConfigError("maskable_ppo needs the env's mask enforcement: pass enforcement=mask")
         return MaskablePPO(policy, env, seed=seed, verbose=0, **hp)
-    return PPO(policy, env, seed=seed, verbose=0, **hp)
+    return agent_class(algo)(policy, env, seed=seed, verbose=0, **hp)
 
 
-def env_on_problem(algo: str, problem: Problem, budget: Budget, hyperparams: dict[str, Any]) -> MixedPrecisionEnv:
+def env_on_problem(algo: str, problem: Problem, budget: Budget, hyperparams: dict[str, Any]) -> gym.Env | VecEnv:
     """An env for ``algo`` on a shared, already built problem (continuous actions for DDPG, the preset's
-    env kwargs), so several runs share one phase-1 table and surrogate."""
-    return MixedPrecisionEnv(problem=problem, budget=budget.ratio, budget_metric=budget.metric,
-                             budget_absolute=budget.absolute, continuous=algo == "ddpg",
-                             **hyperparams.get("env_kwargs", {}))
+    env kwargs; ``n_envs`` copies as one vector env), so several runs share one phase-1 table and surrogate."""
+    kwargs = dict(problem=problem, budget=budget.ratio, budget_metric=budget.metric, budget_absolute=budget.absolute,
+                  continuous=algo == "ddpg", **hyperparams.get("env_kwargs", {}))
+    n_envs = _n_envs(algo, hyperparams)
+    return MixedPrecisionEnv(**kwargs) if n_envs == 1 else SB3VectorEnv(MixedPrecisionVectorEnv(n_envs, **kwargs))
+
+
+def _n_envs(algo: str, hyperparams: dict[str, Any]) -> int:
+    """The preset's ``n_envs`` (1 when absent), checked against the algorithm."""
+    n_envs = hyperparams.get("n_envs", 1)
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ConfigError(f"n_envs must be a whole number >= 1, got {n_envs!r}")
+    if n_envs > 1 and algo not in VECTOR_ALGOS:
+        raise ConfigError(f"{algo} trains on one env: drop n_envs (vector envs serve {VECTOR_ALGOS})")
+    return n_envs
 
 
 def agent_class(algo: str) -> type:
@@ -156,6 +173,9 @@ def agent_class(algo: str) -> type:
     if algo == "maskable_ppo":
         from sb3_contrib import MaskablePPO
         return MaskablePPO
+    if algo == "recurrent_ppo":  # the LSTM-PPO family ReLeQ used
+        from sb3_contrib import RecurrentPPO
+        return RecurrentPPO
     return {"reinforce": ReinforceLSTM, "ddpg": HaqDDPG, "ppo": PPO}[algo]
 
 
@@ -319,9 +339,12 @@ def train(algo: str, env: gym.Env, episodes: int | None, seed: int, hyperparams:
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "checkpoints" / "state.json"
     done = _episodes_done(state_path)
-    # SB3's Monitor writes monitor.csv in the run folder (a resumed run appends to it)
-    env = env if isinstance(env, Monitor) else Monitor(env, str(run_dir / "monitor.csv"), override_existing=not done,
-                                                       info_keywords=("normalized_score",))
+    # SB3's Monitor writes monitor.csv in the run folder (a resumed single-env run appends to it)
+    if isinstance(env, VecEnv):
+        env = env if isinstance(env, VecMonitor) else VecMonitor(env, str(run_dir / "monitor.csv"),
+                                                                 info_keywords=("normalized_score",))
+    elif not isinstance(env, Monitor):
+        env = Monitor(env, str(run_dir / "monitor.csv"), override_existing=not done, info_keywords=("normalized_score",))
     if done:
         require_trusted(run_dir, algo, trust, "resuming it")
     elif trust or created_here(run_dir) or not _pickle_files(run_dir):
@@ -386,10 +409,16 @@ def _episodes_done(state_path: Path) -> int:
     return done
 
 
-def make_env(env_id: str, env_kwargs: dict[str, Any], hyperparams: dict[str, Any]) -> gym.Env:
-    """The env of a run: the preset's env kwargs, overridden by the user's."""
+def make_env(env_id: str, env_kwargs: dict[str, Any], hyperparams: dict[str, Any], algo: str | None = None,
+             single: bool = False) -> gym.Env | VecEnv:
+    """The env of a run: the preset's env kwargs, overridden by the user's; with ``n_envs`` > 1 in the preset
+    (and not ``single``), ``gym.make_vec``'s batched copies behind SB3's ``VecEnv`` interface."""
     require_env_id(env_id)
-    return gym.make(env_id, **{**hyperparams.get("env_kwargs", {}), **env_kwargs})
+    kwargs = {**hyperparams.get("env_kwargs", {}), **env_kwargs}
+    n_envs = 1 if single else _n_envs(algo or "ppo", hyperparams)
+    if n_envs == 1:
+        return gym.make(env_id, **kwargs)
+    return SB3VectorEnv(gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **kwargs))
 
 
 def new_run_dir(runs_dir: Path, env_id: str, algo: str, seed: int) -> Path:
@@ -428,7 +457,7 @@ def train_run(algo: str, env_id: str, episodes: int, seed: int, env_kwargs: dict
         run_dir.mkdir(parents=True)
     write_run_args(run_dir, {"algo": algo, "env_id": env_id, "episodes": episodes, "minutes": minutes, "seed": seed,
                              "env_kwargs": env_kwargs, "hyperparams": hyperparams})
-    env = make_env(env_id, env_kwargs, hyperparams)
+    env = make_env(env_id, env_kwargs, hyperparams, algo)
     if mlflow is None:
         return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress, trust=trust,
                      minutes=minutes)

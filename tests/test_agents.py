@@ -25,7 +25,9 @@ def _env_id(algo):
 def _small_hp(tmp_path, algo):
     """Presets shrunk so a few episodes exercise learning (DDPG: 2 warm-up episodes)."""
     hp = {"ddpg": {"warmup_episodes": 2, "batch_size": 8}, "ppo": {"rollout_episodes": 2, "batch_size": 8},
-          "maskable_ppo": {"rollout_episodes": 2, "batch_size": 8}, "reinforce": {"hidden_size": 32,
+          "maskable_ppo": {"rollout_episodes": 2, "batch_size": 8},
+          "recurrent_ppo": {"rollout_episodes": 2, "batch_size": 8, "policy_kwargs": {"lstm_hidden_size": 16}},
+          "reinforce": {"hidden_size": 32,
                                                                                   "episodes_per_update": 2}}[algo]
     path = tmp_path / f"{algo}.yml"
     path.write_text(json.dumps(hp))  # JSON is YAML

@@ -44,6 +44,7 @@ BUILTIN: dict[str, tuple[str, bool]] = {
     "reinforce": ("mpq_gym.agents.agent_search:reinforce_search", True),
     "ppo": ("mpq_gym.agents.agent_search:ppo_search", True),
     "maskable_ppo": ("mpq_gym.agents.agent_search:maskable_ppo_search", True),
+    "recurrent_ppo": ("mpq_gym.agents.agent_search:recurrent_ppo_search", True),
     "ddpg": ("mpq_gym.agents.agent_search:ddpg_search", True),
 }
 

@@ -41,7 +41,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", trust: bool = False) 
     run_dir = Path(run_dir)
     args = read_run_args(run_dir, "mpq-gym replay")
     require_trusted(run_dir, args["algo"], trust, "replaying it")
-    env = make_env(args["env_id"], args["env_kwargs"], args["hyperparams"])
+    env = make_env(args["env_id"], args["env_kwargs"], args["hyperparams"], args["algo"], single=True)
     path = model_path(run_dir, args["algo"])
     if not path.exists():
         path = model_path(run_dir, args["algo"], checkpoint=True)

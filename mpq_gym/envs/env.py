@@ -236,23 +236,27 @@ class MixedPrecisionEnv(gym.Env):
         chosen = self._choices.copy()
         final = self.budget_table.enforce_limit(chosen) if self.enforcement == "limit" else chosen
         quality, exact = self._quality(final)
-        costs = self._cost_metrics(final)
-        total = costs[self.budget_table.metric]
-        overshoot = max(0.0, total / self.budget_table.limit - 1.0)
+        info = self.final_info(chosen, final, quality, exact)
         reward = self._shape(quality)
         if self.enforcement == "penalty":
-            reward -= self.penalty_coef * overshoot
-        config = self.problem.config(final)
-        surrogate_quality = quality if not exact else float(self.problem.surrogate.predict(final)[0])
-        normalized = float(score_scale(self.problem, self.budget_table).normalize(surrogate_quality))
-        info = {"config": config_to_json(config), "choices": final.tolist(), "chosen": chosen.tolist(),
-                "quality": quality, "exact": exact, "fp32_quality": self.problem.fp32_quality,
-                "surrogate_quality": surrogate_quality, "normalized_score": normalized,
-                "costs": costs, "budget_metric": self.budget_table.metric, "budget_limit": self.budget_table.limit,
-                "budget_used": total / self.budget_table.limit, "within_budget": overshoot <= 1e-9,
-                "action_mask": np.ones(self.n_candidates, dtype=bool)}
-        self._spent = total
+            reward -= self.penalty_coef * max(0.0, info["budget_used"] - 1.0)
+        self._spent = info["costs"][self.budget_table.metric]
         return self._observation(), float(reward), True, False, info
+
+    def final_info(self, chosen: np.ndarray, final: np.ndarray, quality: float, exact: bool) -> dict[str, Any]:
+        """The info of an episode's last step: the configuration (``final``, after the budget enforcement
+        of ``chosen``), its costs, ``quality`` (exact or not), surrogate quality and normalized score."""
+        config = self.problem.config(final)
+        costs = self._cost_metrics(final)
+        used = costs[self.budget_table.metric] / self.budget_table.limit
+        surrogate_quality = float(quality) if not exact else float(self.problem.surrogate.predict(final)[0])
+        return {"config": config_to_json(config), "choices": final.tolist(), "chosen": chosen.tolist(),
+                "quality": float(quality), "exact": exact, "fp32_quality": self.problem.fp32_quality,
+                "surrogate_quality": surrogate_quality,
+                "normalized_score": float(score_scale(self.problem, self.budget_table).normalize(surrogate_quality)),
+                "costs": costs, "budget_metric": self.budget_table.metric, "budget_limit": self.budget_table.limit,
+                "budget_used": used, "within_budget": used <= 1.0 + 1e-9,
+                "action_mask": np.ones(self.n_candidates, dtype=bool)}
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

@@ -8,6 +8,8 @@ import gymnasium as gym
 from mpq_gym.errors import ConfigError
 
 ENTRY_POINT = "mpq_gym.envs.env:MixedPrecisionEnv"
+#: ``gym.make_vec(ID, num_envs=N)``: N copies stepped as numpy batches (surrogate reward)
+VECTOR_ENTRY_POINT = "mpq_gym.envs.vector:MixedPrecisionVectorEnv"
 #: id model name -> (workload, extra default kwargs). Episodes have one step per quantizer group (50 for
 #: EfficientNet-Lite0, 54 for ResNet50, 4 for DigitsCNN ...) and the env ends them itself, with
 #: ``terminated=True``: the ids register no ``TimeLimit`` (``max_episode_steps=None``), so the natural last
@@ -38,6 +40,7 @@ def register_envs() -> None:
             env_id = f"{prefix}-{model}-v0"
             if env_id not in gym.registry:
                 gym.register(id=env_id, entry_point=ENTRY_POINT, max_episode_steps=None,
+                             vector_entry_point=VECTOR_ENTRY_POINT,
                              kwargs={"workload": workload, "continuous": continuous, **extra})
 
 

@@ -1,0 +1,145 @@
+"""MixedPrecisionVectorEnv: ``num_envs`` copies of the env stepped together as numpy batches.
+
+Every episode has the same length (one step per quantizer group), so the copies are always at the same
+step: one step of all of them is a few array operations, and the surrogate scores all finished
+configurations in one batched call. This is what ``gym.make_vec(ID, num_envs=N)`` builds (the ids'
+``vector_entry_point``); its results equal N single envs given the same actions.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from mpq_gym.envs.env import MixedPrecisionEnv
+from mpq_gym.errors import ActionError, ConfigError
+from mpq_gym.problem import ProblemSpec
+
+
+class MixedPrecisionVectorEnv(VectorEnv):
+    """``num_envs`` :class:`~mpq_gym.envs.env.MixedPrecisionEnv` copies on one problem, surrogate reward only.
+
+    Takes the single env's arguments (a :class:`ProblemSpec` or its fields, and the episode options) plus
+    ``num_envs``. Finished episodes reset in the same step (``AutoresetMode.SAME_STEP``): the returned
+    observation starts the next episode and ``info["final_obs"]`` / ``info["final_info"]`` hold the end of
+    the finished one, as SB3's vector envs do. ``exact`` and ``hybrid`` rewards evaluate the network one
+    configuration at a time, so they have no batched form: use ``vectorization_mode="sync"`` for them.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int = 1, spec: ProblemSpec | None = None, **kwargs: Any) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ConfigError(f"num_envs must be a whole number >= 1, got {num_envs!r}")
+        kwargs.pop("max_episode_steps", None)
+        #: one env holding the shared problem, tables and spaces (and the single-env reference semantics)
+        self.template = MixedPrecisionEnv(spec, **kwargs)
+        if self.template.reward_mode != "surrogate":
+            raise ConfigError(f"the vector env batches the surrogate reward only, got reward_mode="
+                              f"{self.template.reward_mode!r}: use gym.make_vec(..., vectorization_mode='sync')")
+        self.num_envs = num_envs
+        self.single_observation_space = self.template.observation_space
+        self.single_action_space = self.template.action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        t = self.template
+        self.problem, self.budget_table = t.problem, t.budget_table
+        self._step = 0
+        self._choices = np.zeros((num_envs, t.n_groups), dtype=np.int64)
+        self._spent = np.full(num_envs, self.budget_table.fixed)
+        self._needs_reset = True
+
+    # ------------------------------------------------------------------ helpers
+    def _indices(self, actions: Any) -> np.ndarray:
+        """Candidate index per copy (the single env's rules, batched)."""
+        t = self.template
+        array = np.asarray(actions)
+        if array.shape not in ((self.num_envs,), (self.num_envs, 1)):
+            raise ActionError(f"actions must have shape ({self.num_envs},), got {array.shape}; sample from "
+                              "env.action_space")
+        array = array.reshape(self.num_envs)
+        if t.continuous:
+            if array.dtype.kind not in "iuf" or not np.all(np.isfinite(array)) or np.any(np.abs(array) > 1 + 1e-6):
+                raise ActionError(f"continuous actions must lie in [-1, 1], got {actions!r}")
+            return np.minimum(((array + 1.0) / 2.0 * t.n_candidates).astype(np.int64), t.n_candidates - 1)
+        if array.dtype.kind not in "iu" or np.any(array < 0) or np.any(array >= t.n_candidates):
+            raise ActionError(f"actions must be integers in [0, {t.n_candidates}), got {actions!r}")
+        return array.astype(np.int64)
+
+    def action_masks(self) -> np.ndarray:
+        """[num_envs, n_candidates] allowed candidates (all unless ``enforcement="mask"``)."""
+        t, table = self.template, self.budget_table
+        if t.enforcement != "mask" or self._step >= t.n_groups:
+            return np.ones((self.num_envs, t.n_candidates), dtype=bool)
+        return (self._spent[:, None] + table.table[self._step][None, :] + table.cheapest_after[self._step]
+                <= table.ceiling)
+
+    def _observations(self) -> np.ndarray:
+        t = self.template
+        g = min(self._step, t.n_groups - 1)
+        previous = (self._choices[:, g - 1] / max(t.n_candidates - 1, 1) if self._step > 0
+                    else np.zeros(self.num_envs))
+        used = self._spent / self.budget_table.limit
+        obs = np.concatenate([np.broadcast_to(t._features[g], (self.num_envs, len(t._features[g]))), previous[:, None],
+                              np.broadcast_to(t._sensitivity[g], (self.num_envs, t.n_candidates)),
+                              used[:, None], 1.0 - used[:, None]], axis=1)
+        space = self.single_observation_space
+        return np.clip(obs, space.low, space.high).astype(np.float32)
+
+    # --------------------------------------------------------------------- API
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._start()
+        return self._observations(), {"action_mask": self.action_masks()}
+
+    def _start(self) -> None:
+        self._step = 0
+        self._choices[:] = 0
+        self._spent[:] = self.budget_table.fixed
+        self._needs_reset = False
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        t = self.template
+        if self._needs_reset:
+            raise ConfigError("call reset() before step()")
+        index = self._indices(actions)
+        if t.enforcement == "mask":
+            allowed = self.action_masks()[np.arange(self.num_envs), index]
+            if not allowed.all():
+                bad = int(np.flatnonzero(~allowed)[0])
+                raise ActionError(f"action {index[bad]} of copy {bad} is masked out at step {self._step}: "
+                                  "sample from action_masks()")
+        self._choices[:, self._step] = index
+        self._spent += self.budget_table.table[self._step, index]
+        self._step += 1
+        n = self.num_envs
+        if self._step < t.n_groups:
+            return (self._observations(), np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
+                    {"action_mask": self.action_masks()})
+        final_obs, rewards, final_info = self._finish()
+        self._start()
+        info = {"action_mask": self.action_masks(), "final_obs": final_obs, "final_info": final_info,
+                "_final_obs": np.ones(n, dtype=bool), "_final_info": np.ones(n, dtype=bool)}
+        return self._observations(), rewards, np.ones(n, dtype=bool), np.zeros(n, dtype=bool), info
+
+    def _finish(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Score every copy's configuration: the single env's ``_finish``, batched."""
+        t, table = self.template, self.budget_table
+        chosen = self._choices.copy()
+        final = (np.stack([table.enforce_limit(c) for c in chosen]) if t.enforcement == "limit" else chosen)
+        quality = self.problem.surrogate.predict(final)
+        totals = table.table[np.arange(t.n_groups), final].sum(axis=1) + table.fixed
+        overshoot = np.maximum(0.0, totals / table.limit - 1.0)
+        rewards = np.asarray(t._shape(quality), dtype=np.float64) * np.ones(self.num_envs)
+        if t.enforcement == "penalty":
+            rewards = rewards - t.penalty_coef * overshoot
+        self._spent = totals
+        infos = [t.final_info(c, f, q, False) for c, f, q in zip(chosen, final, quality)]
+        final_info = {key: np.array([i[key] for i in infos], dtype=object) for key in infos[0]}
+        for key in ("quality", "normalized_score", "surrogate_quality", "budget_used"):
+            final_info[key] = final_info[key].astype(np.float64)
+        final_info["within_budget"] = final_info["within_budget"].astype(bool)
+        final_info.update({f"_{key}": np.ones(self.num_envs, dtype=bool) for key in list(final_info)})
+        return self._observations(), rewards, final_info
