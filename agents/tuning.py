@@ -1,0 +1,130 @@
+"""Hyperparameter search for the agents with Optuna (what rl-baselines3-zoo uses).
+
+Each trial samples a preset from the algorithm's search space, trains it from scratch in surrogate mode
+on one shared problem for a fixed allowance (episodes and/or minutes), and scores it by the best
+configuration's normalized score (:mod:`mpq_gym.scores`), minus a small charge for the time it took to
+get within 0.01 of its final score, so that among presets that reach the optimum the fastest wins.
+Trials report the best normalized score so far as they train, and Optuna's median pruner stops the
+unpromising ones early. The study lives in an SQLite file, so an interrupted search resumes; the best
+preset is written as a YAML file in the layout of ``agents/hyperparams``.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from mpq_gym.agents.training import ALGOS, env_on_problem, load_hyperparams, train
+from mpq_gym.budget import Budget
+from mpq_gym.errors import ConfigError
+from mpq_gym.problem import Problem
+
+#: objective = best normalized score - TIME_CHARGE x (fraction of the allowance used to get there)
+TIME_CHARGE = 0.01
+_PPO_FAMILY = ("ppo", "maskable_ppo", "recurrent_ppo")
+
+
+def sample_hyperparams(trial: Any, algo: str) -> dict[str, Any]:
+    """One point of ``algo``'s search space (Optuna ``trial.suggest_*``), as preset overrides."""
+    if algo in _PPO_FAMILY:
+        width = trial.suggest_categorical("width", [64, 128, 256])
+        hp = {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+              "n_epochs": trial.suggest_categorical("n_epochs", [4, 10, 20]),
+              "batch_size": trial.suggest_categorical("batch_size", [64, 128, 256, 512]),
+              "ent_coef": trial.suggest_float("ent_coef", 1e-4, 5e-2, log=True),
+              "clip_range": trial.suggest_categorical("clip_range", [0.1, 0.2, 0.3]),
+              "gae_lambda": trial.suggest_categorical("gae_lambda", [0.9, 0.95, 0.99, 1.0]),
+              "rollout_episodes": trial.suggest_categorical("rollout_episodes", [1, 2, 4, 8]),
+              "n_envs": trial.suggest_categorical("n_envs", [4, 8, 16])}
+        hp["policy_kwargs"] = ({"lstm_hidden_size": width, "net_arch": [width]} if algo == "recurrent_ppo"
+                               else {"net_arch": [width, width]})
+        return hp
+    if algo == "reinforce":
+        return {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
+                "hidden_size": trial.suggest_categorical("hidden_size", [64, 128, 300]),
+                "entropy_coef": trial.suggest_float("entropy_coef", 1e-4, 5e-2, log=True),
+                "episodes_per_update": trial.suggest_categorical("episodes_per_update", [2, 4, 8, 16]),
+                "baseline_decay": trial.suggest_categorical("baseline_decay", [0.8, 0.9, 0.95, 0.99])}
+    if algo == "ddpg":
+        return {"learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True),
+                "critic_learning_rate": trial.suggest_float("critic_learning_rate", 1e-4, 1e-2, log=True),
+                "tau": trial.suggest_categorical("tau", [0.005, 0.01, 0.05]),
+                "sigma": trial.suggest_float("sigma", 0.1, 1.0),
+                "sigma_decay": trial.suggest_categorical("sigma_decay", [0.95, 0.99, 0.995]),
+                "warmup_episodes": trial.suggest_categorical("warmup_episodes", [5, 20, 50])}
+    raise ConfigError(f"unknown algo {algo!r}; choose one of {ALGOS}")
+
+
+class _TrialReporter:
+    """Takes the per-episode metrics a training run logs (the MLflow tracker's interface) and reports the
+    best normalized score so far to the Optuna trial every ``every`` episodes, pruning when told to."""
+
+    def __init__(self, trial: Any, every: int) -> None:
+        self.trial, self.every = trial, every
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import optuna
+        if step is None or step % self.every:
+            return
+        value = metrics.get("episode/best_normalized", math.nan)
+        if math.isfinite(value):
+            self.trial.report(value, step)
+            if self.trial.should_prune():
+                raise optuna.TrialPruned()
+
+    def log_artifact(self, path: str | Path) -> None:
+        """Artifacts stay in the trial's temporary folder."""
+
+
+def objective(algo: str, problem: Problem, budget: Budget, episodes: int | None, minutes: float | None,
+              seed: int = 0, report_every: int = 50) -> Callable[[Any], float]:
+    """The Optuna objective: train one sampled preset, return its (time-charged) normalized score."""
+    base = load_hyperparams(algo)
+
+    def run(trial: Any) -> float:
+        hp = {**base, **sample_hyperparams(trial, algo)}
+        env = env_on_problem(algo, problem, budget, hp)
+        with tempfile.TemporaryDirectory() as run_dir:
+            result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False,
+                           tracker=_TrialReporter(trial, report_every), minutes=minutes)
+            rows = (Path(run_dir) / "episodes.csv").read_text().splitlines()
+        if result.best is None:
+            return -1.0
+        final = float(result.best["normalized_score"])
+        header = rows[0].split(",")
+        ep_col, norm_col = header.index("episode"), header.index("best_normalized")
+        first = next(int(r.split(",")[ep_col]) for r in rows[1:] if float(r.split(",")[norm_col]) >= final - 0.01)
+        trial.set_user_attr("normalized", final)
+        trial.set_user_attr("episodes", result.episodes)
+        trial.set_user_attr("wall_s", result.wall_s)
+        return final - TIME_CHARGE * first / max(result.episodes, 1)
+    return run
+
+
+def tune(algo: str, problem: Problem, budget: Budget, trials: int, storage: Path, study_name: str,
+         episodes: int | None = 2000, minutes: float | None = None, seed: int = 0) -> Any:
+    """Run (or resume) the study; returns it."""
+    import optuna
+    storage.parent.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(study_name=study_name, storage=f"sqlite:///{storage}", direction="maximize",
+                                load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=200))
+    remaining = trials - len([t for t in study.trials if t.state.is_finished()])
+    if remaining > 0:
+        study.optimize(objective(algo, problem, budget, episodes, minutes, seed), n_trials=remaining)
+    return study
+
+
+def write_preset(study: Any, algo: str, env_id: str, path: Path, command: str) -> dict[str, Any]:
+    """The best trial's preset as ``agents/hyperparams`` YAML (``default`` section), with the study's command."""
+    import optuna
+    best = study.best_trial
+    hp = {**load_hyperparams(algo), **sample_hyperparams(optuna.trial.FixedTrial(best.params), algo)}
+    header = (f"# {algo} preset found by Optuna on {env_id}: normalized {best.user_attrs.get('normalized')}, "
+              f"objective {best.value:.4f}, trial {best.number} of {len(study.trials)}\n# {command}\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump({"default": hp}, sort_keys=True))
+    return hp

@@ -1,0 +1,33 @@
+"""Optuna tuning (mpq-gym tune) and rl-baselines3-zoo on the mpq-gym ids, on DigitsCNN."""
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from mpq_gym.agents.training import load_hyperparams
+from mpq_gym.cli.tune import main as tune_main
+
+ZOO_CONF = Path(__file__).resolve().parents[1] / "agents" / "hyperparams" / "zoo" / "ppo.yml"
+
+
+def test_tune_writes_a_preset_that_trains(tmp_path, capsys):
+    out = tmp_path / "ppo.yml"
+    argv = ["--algo", "ppo", "--env", "MixedPrecision-DigitsCNN-v0", "--trials", "3", "--episodes", "60",
+            "--env-kwargs", "candidates=W2A8,W4A8,W8A8", "budget=0.3", "--storage", str(tmp_path / "s.db"),
+            "--out", str(out)]
+    assert tune_main(argv) == 0
+    preset = load_hyperparams("ppo", path=out)
+    assert {"learning_rate", "n_epochs", "n_envs"} <= set(preset)
+    assert yaml.safe_load(out.read_text())["default"]["gamma"] == 1.0  # the base preset's fixed keys stay
+    assert tune_main(argv) == 0  # the study resumes: no new trials
+    assert '"trials": 3' in capsys.readouterr().out
+
+
+def test_rl_zoo3_trains_on_an_mpq_gym_id(tmp_path):
+    logs = tmp_path / "logs"
+    run = subprocess.run([sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "MixedPrecision-DigitsCNN-v0",
+                          "--gym-packages", "mpq_gym", "--conf-file", str(ZOO_CONF), "-n", "256", "-f", str(logs),
+                          "--eval-freq", "-1", "--seed", "0"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert list(logs.glob("ppo/MixedPrecision-DigitsCNN-v0_*/MixedPrecision-DigitsCNN-v0.zip"))
