@@ -13,12 +13,12 @@ DIGITS = "MixedPrecision-DigitsCNN-v0"
 KWARGS = {"candidates": "W2A8,W4A8,W8A8", "budget": 0.3}
 
 
-@pytest.mark.parametrize("enforcement", ["limit", "mask", "penalty"])
-def test_vector_env_equals_single_envs_given_the_same_actions(enforcement):
+@pytest.mark.parametrize("enforcement, observation", [("limit", "haq"), ("mask", "knapsack"), ("penalty", "haq")])
+def test_vector_env_equals_single_envs_given_the_same_actions(enforcement, observation):
     n = 5
-    vec = gym.make_vec(DIGITS, num_envs=n, enforcement=enforcement, **KWARGS)
+    vec = gym.make_vec(DIGITS, num_envs=n, enforcement=enforcement, observation=observation, **KWARGS)
     assert isinstance(vec, MixedPrecisionVectorEnv)
-    singles = [gym.make(DIGITS, enforcement=enforcement, **KWARGS) for _ in range(n)]
+    singles = [gym.make(DIGITS, enforcement=enforcement, observation=observation, **KWARGS) for _ in range(n)]
     obs, _ = vec.reset(seed=0)
     assert np.array_equal(obs, np.stack([e.reset(seed=0)[0] for e in singles]))
     rng = np.random.default_rng(0)

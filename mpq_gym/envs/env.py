@@ -20,14 +20,19 @@ from mpq_gym.scores import score_scale
 REWARD_MODES = ("surrogate", "exact", "hybrid")
 #: delta: scale x (quality - FP32 quality) (HAQ); quality: scale x quality; relative: quality / FP32 - 1
 REWARD_SHAPINGS = ("delta", "quality", "relative")
+#: haq: HAQ's layer features + sensitivity row + budget used; knapsack: also each candidate's cost and the
+#: slack (budget left beyond the cheapest completion), both in units of the limit
+OBSERVATIONS = ("haq", "knapsack")
 
 def check_env_options(enforcement: str, reward_mode: str, reward_scale: float, reward_shaping: str,
-                      penalty_coef: float, continuous: bool, render_mode: str | None = None) -> None:
+                      penalty_coef: float, continuous: bool, render_mode: str | None = None,
+                      observation: str = "haq") -> None:
     """Raise :class:`ConfigError` naming the fix for the first bad episode option. (An unsupported
     ``render_mode`` only makes :meth:`render` return None, as gymnasium's own envs do: SB3's vector envs
     ask for "rgb_array".)"""
     for name, value, allowed in (("enforcement", enforcement, ENFORCEMENT_MODES), ("reward_mode", reward_mode, REWARD_MODES),
-                                 ("reward_shaping", reward_shaping, REWARD_SHAPINGS)):
+                                 ("reward_shaping", reward_shaping, REWARD_SHAPINGS),
+                                 ("observation", observation, OBSERVATIONS)):
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
     for name, value in (("reward_scale", reward_scale), ("penalty_coef", penalty_coef)):
@@ -82,7 +87,9 @@ class MixedPrecisionEnv(gym.Env):
     A float32 ``Box`` (always inside its bounds): the group's HAQ features (index, c_in, c_out, kernel,
     stride, feature size, log params, log MACs, depthwise, linear; min-max normalised), the previous
     action (normalised index), this group's row of the phase-1 sensitivity table (SQNR scaled to [0, 1]),
-    the cost so far ÷ limit, and the budget left ÷ limit.
+    the cost so far ÷ limit, and the budget left ÷ limit. ``observation="knapsack"`` adds each candidate's
+    cost for this group ÷ limit and the slack (budget left beyond the cheapest completion) ÷ limit: what a
+    knapsack solver would look at.
 
     ## Rewards
     0 until the last step, then ``reward_scale`` x (quality - FP32 quality) in metric points (HAQ: 0.1 x
@@ -103,7 +110,7 @@ class MixedPrecisionEnv(gym.Env):
 
     ## Arguments
     ``MixedPrecisionEnv(spec=None, *, enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef,
-    continuous, progress, problem, render_mode, **spec_fields)``: give a :class:`ProblemSpec` or its fields
+    continuous, observation, progress, problem, render_mode, **spec_fields)``: give a :class:`ProblemSpec` or its fields
     (what ``gym.make`` passes); ``problem`` shares an already built :class:`Problem` between envs.
     """
 
@@ -111,13 +118,15 @@ class MixedPrecisionEnv(gym.Env):
 
     def __init__(self, spec: ProblemSpec | None = None, *, enforcement: str = "limit",
                  reward_mode: str = "surrogate", reward_scale: float = 0.1, reward_shaping: str = "delta",
-                 penalty_coef: float = 10.0, continuous: bool = False, progress: bool = False,
-                 problem: Problem | None = None, render_mode: str | None = None, **spec_fields: Any) -> None:
+                 penalty_coef: float = 10.0, continuous: bool = False, observation: str = "haq",
+                 progress: bool = False, problem: Problem | None = None, render_mode: str | None = None,
+                 **spec_fields: Any) -> None:
         if spec is None:
             spec, _ = ProblemSpec.split_kwargs(spec_fields)
         elif spec_fields:
             raise ConfigError(f"give either a ProblemSpec or its fields, not both (got {sorted(spec_fields)})")
-        check_env_options(enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef, continuous, render_mode)
+        check_env_options(enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef, continuous, render_mode,
+                          observation)
         #: the task this env poses (``self.spec`` is gymnasium's EnvSpec)
         self.problem_spec = spec
         self.reward_shaping = reward_shaping
@@ -138,10 +147,16 @@ class MixedPrecisionEnv(gym.Env):
         self.budget_table.check_feasible()
         self._features = group_features(problem.groups, problem.layers)
         self._sensitivity = normalised_sensitivity(problem.sensitivity.sqnr_db)
-        top = self.budget_table.max_total / self.budget_table.limit
+        self.observation = observation
+        table = self.budget_table
+        top = table.max_total / table.limit
         n_static = len(STATIC_FEATURES) + 1 + self.n_candidates
-        low = np.concatenate([np.zeros(n_static), [0.0, min(0.0, 1.0 - top)]]).astype(np.float32)
-        high = np.concatenate([np.ones(n_static), [max(top, 1.0), 1.0]]).astype(np.float32)
+        low = [np.zeros(n_static), [0.0, min(0.0, 1.0 - top)]]
+        high = [np.ones(n_static), [max(top, 1.0), 1.0]]
+        if observation == "knapsack":  # each candidate's cost and the slack, both in units of the limit
+            low += [np.zeros(self.n_candidates), [min(0.0, (table.limit - table.max_total) / table.limit)]]
+            high += [np.full(self.n_candidates, table.table.max() / table.limit), [1.0]]
+        low, high = np.concatenate(low).astype(np.float32), np.concatenate(high).astype(np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         self.action_space = (spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32) if continuous
                              else spaces.Discrete(self.n_candidates))
@@ -174,12 +189,25 @@ class MixedPrecisionEnv(gym.Env):
             return np.ones(self.n_candidates, dtype=bool)
         return self.budget_table.feasible_actions(self._step, self._spent - self.budget_table.fixed)
 
-    def _observation(self) -> np.ndarray:
-        g = min(self._step, self.n_groups - 1)
-        previous = self._choices[g - 1] / max(self.n_candidates - 1, 1) if self._step > 0 else 0.0
-        obs = np.concatenate([self._features[g], [previous], self._sensitivity[g],
-                              [self._spent / self.budget_table.limit, 1.0 - self._spent / self.budget_table.limit]])
+    def observe(self, step: int, previous: np.ndarray, spent: np.ndarray) -> np.ndarray:
+        """Observations [N, D] of N episodes at ``step`` (shared by the vector env): ``previous`` [N] are the
+        indices chosen at step - 1, ``spent`` [N] the costs so far."""
+        g = min(step, self.n_groups - 1)
+        n = len(spent)
+        used = spent / self.budget_table.limit
+        prev = previous / max(self.n_candidates - 1, 1) if step > 0 else np.zeros(n)
+        parts = [np.broadcast_to(self._features[g], (n, len(self._features[g]))), prev[:, None],
+                 np.broadcast_to(self._sensitivity[g], (n, self.n_candidates)), used[:, None], 1.0 - used[:, None]]
+        if self.observation == "knapsack":
+            table = self.budget_table
+            slack = (table.limit - spent - table.cheapest[g] - table.cheapest_after[g]) / table.limit
+            parts += [np.broadcast_to(table.table[g] / table.limit, (n, self.n_candidates)), slack[:, None]]
+        obs = np.concatenate(parts, axis=1)
         return np.clip(obs, self.observation_space.low, self.observation_space.high).astype(np.float32)
+
+    def _observation(self) -> np.ndarray:
+        previous = np.array([self._choices[self._step - 1] if self._step > 0 else 0])
+        return self.observe(self._step, previous, np.array([self._spent]))[0]
 
     def _quality(self, choices: np.ndarray) -> tuple[float, bool]:
         problem = self.problem

@@ -77,16 +77,8 @@ class MixedPrecisionVectorEnv(VectorEnv):
                 <= table.ceiling)
 
     def _observations(self) -> np.ndarray:
-        t = self.template
-        g = min(self._step, t.n_groups - 1)
-        previous = (self._choices[:, g - 1] / max(t.n_candidates - 1, 1) if self._step > 0
-                    else np.zeros(self.num_envs))
-        used = self._spent / self.budget_table.limit
-        obs = np.concatenate([np.broadcast_to(t._features[g], (self.num_envs, len(t._features[g]))), previous[:, None],
-                              np.broadcast_to(t._sensitivity[g], (self.num_envs, t.n_candidates)),
-                              used[:, None], 1.0 - used[:, None]], axis=1)
-        space = self.single_observation_space
-        return np.clip(obs, space.low, space.high).astype(np.float32)
+        previous = self._choices[:, self._step - 1] if self._step > 0 else np.zeros(self.num_envs, dtype=np.int64)
+        return self.template.observe(self._step, previous, self._spent)
 
     # --------------------------------------------------------------------- API
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
