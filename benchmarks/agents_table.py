@@ -36,9 +36,12 @@ from mpq_gym.search import SearchContext
 TARGET = 0.99
 
 
-def run_one(algo: str, seed: int, problem, budget: Budget, minutes: float, episodes: int | None) -> dict:
+def run_one(algo: str, seed: int, problem, budget: Budget, minutes: float, episodes: int | None,
+            overrides: dict | None = None, tag: str = "") -> dict:
     """Train one agent; its curve (episode, wall s, best normalized) and final numbers."""
     hp = load_hyperparams(algo)
+    for key, value in (overrides or {}).items():
+        hp[key] = {**hp.get(key, {}), **value} if isinstance(value, dict) and key == "env_kwargs" else value
     env = env_on_problem(algo, problem, budget, hp)
     with tempfile.TemporaryDirectory() as run_dir:
         result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False, minutes=minutes)
@@ -46,7 +49,7 @@ def run_one(algo: str, seed: int, problem, budget: Budget, minutes: float, episo
             rows = list(csv.DictReader(f))
     curve = [(int(r["episode"]), float(r["wall_s"]), float(r["best_normalized"])) for r in rows]
     reached = next((c for c in curve if c[2] >= TARGET), None)
-    return {"algo": algo, "seed": seed, "episodes": result.episodes, "wall_s": result.wall_s,
+    return {"algo": algo + tag, "seed": seed, "overrides": overrides or {}, "episodes": result.episodes, "wall_s": result.wall_s,
             "best_normalized": result.best["normalized_score"] if result.best else float("nan"),
             "best_quality": result.best["quality"] if result.best else float("nan"),
             "best_choices": result.best["choices"] if result.best else None,
@@ -107,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=None, help="also stop after this many episodes")
     ap.add_argument("--out", required=True)
     ap.add_argument("--plot", default=None)
+    ap.add_argument("--hp", default="{}", help="JSON merged into every preset, e.g. '{\"env_kwargs\": "
+                                               "{\"observation\": \"knapsack\"}}'")
+    ap.add_argument("--tag", default="", help="suffix of the algorithm names in the results (e.g. +knapsack)")
     args = ap.parse_args(argv)
     start = time.time()
     out = Path(args.out)
@@ -119,18 +125,20 @@ def main(argv: list[str] | None = None) -> int:
                  s_random=scale.random, s_opt=scale.optimum, command=" ".join(["python -m benchmarks.agents_table"]
                                                                               + sys.argv[1:]))
     done = {(r["algo"], r["seed"]) for r in store["runs"]}
+    overrides = json.loads(args.hp)
     for algo in args.algos:
         for seed in args.seeds:
-            if (algo, seed) in done:
+            if (algo + args.tag, seed) in done:
                 continue
-            run = run_one(algo, seed, problem, budget, args.minutes, args.episodes)
+            run = run_one(algo, seed, problem, budget, args.minutes, args.episodes, overrides, args.tag)
             store["runs"].append(run)
             out.write_text(json.dumps(store, indent=1))
-            print(f"{algo} seed {seed}: normalized {run['best_normalized']:.4f} after {run['episodes']} episodes, "
+            print(f"{algo}{args.tag} seed {seed}: normalized {run['best_normalized']:.4f} after {run['episodes']} episodes, "
                   f"{run['wall_s']:.0f} s (0.99 at {run['time_to_target_s']})", flush=True)
-    print(table(store["runs"], args.algos))
+    names = list(dict.fromkeys(r["algo"] for r in store["runs"]))
+    print(table(store["runs"], names))
     if args.plot:
-        plot(store["runs"], args.algos, Path(args.plot), f"{args.env}, r = {args.budget:g}")
+        plot(store["runs"], names, Path(args.plot), f"{args.env}, r = {args.budget:g}")
     print(f"S(random) {scale.random:.3f}, S(opt) {scale.optimum:.3f}; total {time.time() - start:.0f} s, "
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
     return 0
