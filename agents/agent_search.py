@@ -18,14 +18,15 @@ from mpq_gym.search import SearchContext
 DEFAULT_EPISODES = 300
 
 
-def agent_search(algo: str, ctx: SearchContext, seed: int = 0, episodes: int = DEFAULT_EPISODES,
-                 hyperparams: dict | None = None) -> np.ndarray:
-    """Train ``algo`` for ``episodes`` on ``ctx`` and return its best configuration within the budget."""
+def agent_search(algo: str, ctx: SearchContext, seed: int = 0, episodes: int | None = DEFAULT_EPISODES,
+                 hyperparams: dict | None = None, minutes: float | None = None) -> np.ndarray:
+    """Train ``algo`` for ``episodes`` (and/or ``minutes``) on ``ctx`` and return its best configuration
+    within the budget."""
     ctx.surrogate  # noqa: B018  (charge the calibration; the env's reward uses it)
     hp = hyperparams if hyperparams is not None else load_hyperparams(algo)
     env = env_on_problem(algo, ctx.problem, ctx.budget, hp)
     with tempfile.TemporaryDirectory() as run_dir:
-        result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False)
+        result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False, minutes=minutes)
     if result.best is None:
         raise RuntimeError(f"{algo} finished {episodes} episodes without one configuration within the budget")
     return np.asarray(result.best["choices"], dtype=np.int64)

@@ -2,7 +2,7 @@
 
 EfficientNet-Lite0 on the ImageNet sample (found via ``MPQ_GYM_DATA`` or ../shared/data, else
 downloaded when online; with no image data at all, DigitsCNN with a printed notice): trains a PPO
-agent briefly in surrogate mode, runs the baselines at the same budget, prints the comparison table
+agent (3,000 episodes) in surrogate mode, runs the baselines at the same budget, prints the comparison table
 and writes the Pareto plot, all under ``--out`` (a rerun resumes there).
 """
 from __future__ import annotations
@@ -40,14 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--budget", type=positive_float, default=0.375, help="BOPs budget, ratio of uniform W8A16")
-    parser.add_argument("--episodes", type=positive_int, default=200, help="PPO training episodes (surrogate mode)")
+    parser.add_argument("--episodes", type=positive_int, default=3000,
+                        help="PPO training episodes (surrogate mode, 8 vector copies; ~1.5 min on 2 cores)")
+    parser.add_argument("--minutes", type=positive_float, default=None,
+                        help="also stop PPO after this long (results then depend on the machine's speed)")
     parser.add_argument("--max-evaluations", type=positive_int, default=4, help="exact evaluations per search")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     env_id, env_kwargs = choose_env(args.data_dir)
     env_kwargs.update(candidates="hardware", sensitivity_images=64)
     from mpq_gym.agents.agent_search import agent_search  # agents/ ships with the package
-    register_policy("ppo", partial(agent_search, "ppo", episodes=args.episodes))
+    register_policy("ppo", partial(agent_search, "ppo", episodes=args.episodes, minutes=args.minutes))
     spec = BenchSpec(env_id, env_kwargs, ["uniform", "greedy", "ilp", "evolution", "random", "ppo"], [args.budget],
                      seeds=1, max_evaluations=args.max_evaluations)
     paths = write_report(run_benchmark(spec, args.out))
