@@ -73,7 +73,7 @@ def amp(store: dict, configs: dict, variant: str) -> list[str]:
         for policy in ("ilp", "greedy", "greedy_per_cost"):
             name = f"{policy}@{r:g}"
             entry = configs.get(name)
-            if entry is None:
+            if entry is None or f"mpq:{variant}|{name}|main" not in store:  # not evaluated
                 continue
             label = f"**{policy}** (best on search)" if policy == best else policy
             cells = [f"{r:g}", f"{aimet:.1f}", label, f"{entry['bops_ratio']:.4f}", f"{entry['search_top1']:.2f}"]
