@@ -125,6 +125,8 @@ class EpisodeCallback(BaseCallback):
     def _on_step(self) -> bool:
         go_on = True
         for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if self.log.finished:  # copies finishing together past the run's end are not recorded
+                return False
             if done and "config" in info:
                 go_on = self.log.record(float(info.get("episode", {}).get("r", 0.0)), info) and go_on
                 if self.checkpoint is not None and self.checkpoint_every and (

@@ -67,10 +67,14 @@ def test_reinforce_is_an_sb3_policy_predictor(tmp_path):
 
 
 def test_sb3_total_timesteps_are_exactly_the_episodes(tmp_path):
-    result = train_run("ppo", DISCRETE, 5, 0, KWARGS, _small_hp(tmp_path, "ppo"), tmp_path, progress=False)
+    hp = tmp_path / "one.yml"
+    hp.write_text('{"n_envs": 1, "rollout_episodes": 2, "batch_size": 8}')
+    result = train_run("ppo", DISCRETE, 5, 0, KWARGS, str(hp), tmp_path, progress=False)
     assert result.agent._total_timesteps == 5 * 4 and result.agent.num_timesteps == 5 * 4
     monitor = (result.run_dir / "monitor.csv").read_text().splitlines()
     assert len(monitor) == 2 + 5  # Monitor's header lines + one row per episode
+    vector = train_run("ppo", DISCRETE, 5, 0, KWARGS, _small_hp(tmp_path, "ppo"), tmp_path / "vec", progress=False)
+    assert vector.episodes == 5 and vector.agent._total_timesteps == 5 * 4  # 8 copies: stops at 5 episodes
 
 
 def test_minutes_stop_a_run_without_an_episode_count(tmp_path):
