@@ -2,11 +2,11 @@
 
     python -m benchmarks.agents_table --env MixedPrecision-EfficientNetLite0-v0 \
         --env-kwargs candidates=hardware sensitivity_images=64 --budget 0.375 \
-        --algos ppo maskable_ppo reinforce --seeds 0 1 2 --minutes 3 --out docs/data/agents_lite0_hw.json
+        --algos ppo maskable_ppo reinforce --seeds 0 1 2 --episodes 3000 --out docs/data/agents_lite0_hw.json
 
 Every run trains from scratch in surrogate mode (the presets in agents/hyperparams) on one shared problem
-(one phase-1 table, one calibrated surrogate) for ``--minutes`` of wall time and records the best
-configuration within budget as it goes (episodes.csv). The normalized score is
+(one phase-1 table, one calibrated surrogate) for ``--episodes`` (deterministic: same seed, same run) and/or
+``--minutes`` of wall time, and records the best configuration within budget as it goes (episodes.csv). The normalized score is
 ``(S(best) - S(random)) / (S(opt) - S(random))`` (:mod:`mpq_gym.scores`). Results go to ``--out`` (JSON,
 one entry per (algo, seed), written after every run: an interrupted job resumes), then a markdown table
 (IQM with a 95 % bootstrap CI over seeds, time to 0.99) and learning curves against wall time and
@@ -106,14 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, required=True)
     ap.add_argument("--algos", nargs="+", default=["ppo", "maskable_ppo", "reinforce"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--minutes", type=float, default=3.0)
+    ap.add_argument("--minutes", type=float, default=None, help="stop a run after this long (machine-dependent)")
     ap.add_argument("--episodes", type=int, default=None, help="also stop after this many episodes")
     ap.add_argument("--out", required=True)
     ap.add_argument("--plot", default=None)
     ap.add_argument("--hp", default="{}", help="JSON merged into every preset, e.g. '{\"env_kwargs\": "
                                                "{\"observation\": \"knapsack\"}}'")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: several jobs share the cores)")
     ap.add_argument("--tag", default="", help="suffix of the algorithm names in the results (e.g. +knapsack)")
     args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(args.threads)
     start = time.time()
     out = Path(args.out)
     store = json.loads(out.read_text()) if out.exists() else {"runs": []}
