@@ -21,11 +21,13 @@ import json
 import os
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -365,25 +367,10 @@ def train(algo: str, env: gym.Env, episodes: int | None, seed: int, hyperparams:
             agent.save_replay_buffer(run_dir / "checkpoints" / "replay_buffer.pkl")
         state_path.write_text(json.dumps({"episodes": n, "time": time.time()}))
 
+    reward_mode = env.get_attr("reward_mode")[0] if isinstance(env, VecEnv) else env.unwrapped.reward_mode
     try:
-        if not log.finished:
-            if algo == "reinforce":
-                every = max(checkpoint_every // agent.config.episodes_per_update, 1) * agent.config.episodes_per_update
-
-                def on_episode(reward: float, info: dict) -> bool:
-                    go_on = log.record(reward, info)
-                    if checkpoint_every and (log.episodes % every == 0 or log.finished):
-                        checkpoint(log.episodes)
-                    return go_on
-
-                agent.learn(remaining, on_episode, lambda stats: [logger.record(k, v) for k, v in stats.items()])
-            else:
-                agent.set_logger(logger)
-                callback = EpisodeCallback(log, checkpoint, checkpoint_every)
-                # every episode is ``steps`` steps, so this many timesteps are exactly the remaining episodes
-                # (the callback also stops there, mid-rollout when a rollout holds several episodes)
-                agent.learn(total_timesteps=remaining * steps, callback=callback,
-                            reset_num_timesteps=not done, progress_bar=False)
+        with torch_threads(1 if reward_mode == "surrogate" else torch.get_num_threads()):
+            _learn(algo, agent, log, logger, checkpoint, checkpoint_every, remaining, steps, done)
     finally:
         log.close()
     _save(agent, algo, model_path(run_dir, algo))
@@ -391,6 +378,43 @@ def train(algo: str, env: gym.Env, episodes: int | None, seed: int, hyperparams:
         for artifact in ("best_config.json", "episodes.csv", "args.json"):
             tracker.log_artifact(run_dir / artifact)
     return TrainResult(run_dir, agent, log.episodes, log.best, log.wall_s)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads (restored after). Surrogate-mode training uses 1: the
+    policies are small MLPs/LSTMs whose ops are too small to split, and extra threads only contend with
+    each other and with any other job on the cores (see docs/benchmarks.md, Agents)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _learn(algo: str, agent: Any, log: EpisodeLog, logger: Any, checkpoint: Any, checkpoint_every: int,
+           remaining: int, steps: int, done: int) -> None:
+    """The learner's own loop until ``log`` says the run is finished (REINFORCE's, or SB3's ``learn``)."""
+    if log.finished:
+        return
+    if algo == "reinforce":
+        every = max(checkpoint_every // agent.config.episodes_per_update, 1) * agent.config.episodes_per_update
+
+        def on_episode(reward: float, info: dict) -> bool:
+            go_on = log.record(reward, info)
+            if checkpoint_every and (log.episodes % every == 0 or log.finished):
+                checkpoint(log.episodes)
+            return go_on
+
+        agent.learn(remaining, on_episode, lambda stats: [logger.record(k, v) for k, v in stats.items()])
+    else:
+        agent.set_logger(logger)
+        callback = EpisodeCallback(log, checkpoint, checkpoint_every)
+        # every episode is ``steps`` steps, so this many timesteps are exactly the remaining episodes
+        # (the callback also stops there, mid-rollout when a rollout holds several episodes)
+        agent.learn(total_timesteps=remaining * steps, callback=callback,
+                    reset_num_timesteps=not done, progress_bar=False)
 
 
 #: the episode bound given to the learners of a run stopped by wall-clock time alone
