@@ -85,7 +85,10 @@ class EpisodeLog:
                 or (self.seconds is not None and self.wall_s >= self.seconds))
 
     def record(self, reward: float, info: dict) -> bool:
-        """Record one finished episode; returns whether training should go on."""
+        """Record one finished episode; returns whether training should go on. Episodes a learner finishes
+        after the run's end (the rest of a batch) are not recorded."""
+        if self.finished:
+            return False
         self.episodes += 1
         costs = info["costs"]
         row = {"episode": self.episodes, "wall_s": round(self.wall_s, 3),
