@@ -10,6 +10,7 @@ preset is written as a YAML file in the layout of ``agents/hyperparams``.
 """
 from __future__ import annotations
 
+import csv
 import math
 import tempfile
 from pathlib import Path
@@ -17,19 +18,18 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from mpq_gym.agents.training import ALGOS, env_on_problem, load_hyperparams, train
+from mpq_gym.agents.training import ALGOS, VECTOR_ALGOS, env_on_problem, load_hyperparams, train
 from mpq_gym.budget import Budget
 from mpq_gym.errors import ConfigError
 from mpq_gym.problem import Problem
 
 #: objective = best normalized score - TIME_CHARGE x (fraction of the allowance used to get there)
 TIME_CHARGE = 0.01
-_PPO_FAMILY = ("ppo", "maskable_ppo", "recurrent_ppo")
 
 
 def sample_hyperparams(trial: Any, algo: str) -> dict[str, Any]:
     """One point of ``algo``'s search space (Optuna ``trial.suggest_*``), as preset overrides."""
-    if algo in _PPO_FAMILY:
+    if algo in VECTOR_ALGOS:  # the PPO family
         width = trial.suggest_categorical("width", [64, 128, 256])
         hp = {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
               "n_epochs": trial.suggest_categorical("n_epochs", [4, 10, 20]),
@@ -90,13 +90,12 @@ def objective(algo: str, problem: Problem, budget: Budget, episodes: int | None,
         with tempfile.TemporaryDirectory() as run_dir:
             result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False,
                            tracker=_TrialReporter(trial, report_every), minutes=minutes)
-            rows = (Path(run_dir) / "episodes.csv").read_text().splitlines()
+            with (Path(run_dir) / "episodes.csv").open(newline="") as f:
+                rows = list(csv.DictReader(f))
         if result.best is None:
             return -1.0
         final = float(result.best["normalized_score"])
-        header = rows[0].split(",")
-        ep_col, norm_col = header.index("episode"), header.index("best_normalized")
-        first = next(int(r.split(",")[ep_col]) for r in rows[1:] if float(r.split(",")[norm_col]) >= final - 0.01)
+        first = next(int(r["episode"]) for r in rows if float(r["best_normalized"]) >= final - 0.01)
         trial.set_user_attr("normalized", final)
         trial.set_user_attr("episodes", result.episodes)
         trial.set_user_attr("wall_s", result.wall_s)

@@ -70,7 +70,8 @@ def score_scale(problem: Problem, table: BudgetTable) -> ScoreScale:
     return cache[key]
 
 
-def normalized_score(problem: Problem, table: BudgetTable, choices: Sequence[int] | np.ndarray) -> float:
+def normalized_score(problem: Problem, table: BudgetTable,
+                     choices: Sequence[int] | np.ndarray) -> float | np.ndarray:
     """The normalized score of one configuration (or [batch] of them) under ``table``'s limit."""
     scale = score_scale(problem, table)
     values = scale.normalize(problem.surrogate.predict(np.asarray(choices, dtype=np.int64)))

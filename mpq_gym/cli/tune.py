@@ -16,7 +16,6 @@ from pathlib import Path
 
 from mpq_gym.agents.training import ALGOS, load_hyperparams
 from mpq_gym.agents.tuning import tune, write_preset
-from mpq_gym.budget import Budget
 from mpq_gym.cli.common import make_parser, parse_env_kwargs, positive_float, positive_int, print_json, run_cli
 from mpq_gym.envs.env import check_env_kwargs, problem_from_env
 from mpq_gym.errors import ConfigError
@@ -42,11 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = check_env_kwargs(args.env, kwargs)
     options = {**load_hyperparams(args.algo).get("env_kwargs", {}), **kwargs}
     problem = problem_from_env(args.env, options, progress=True)
-    budget = spec.budget_spec
     stem = f"{args.algo}-{args.env}"
     storage = Path(args.storage or f"runs/tune/{stem}.db")
-    study = tune(args.algo, problem, Budget(budget.metric, budget.ratio, budget.absolute), args.trials, storage,
-                 stem, args.episodes, args.minutes, args.seed)
+    study = tune(args.algo, problem, spec.budget_spec, args.trials, storage, stem, args.episodes, args.minutes,
+                 args.seed)
     command = "mpq-gym tune " + " ".join(argv if argv is not None else [])
     out = Path(args.out or f"runs/tune/{stem}.yml")
     preset = write_preset(study, args.algo, args.env, out, command)

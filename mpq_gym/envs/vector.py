@@ -70,11 +70,10 @@ class MixedPrecisionVectorEnv(VectorEnv):
 
     def action_masks(self) -> np.ndarray:
         """[num_envs, n_candidates] allowed candidates (all unless ``enforcement="mask"``)."""
-        t, table = self.template, self.budget_table
+        t = self.template
         if t.enforcement != "mask" or self._step >= t.n_groups:
             return np.ones((self.num_envs, t.n_candidates), dtype=bool)
-        return (self._spent[:, None] + table.table[self._step][None, :] + table.cheapest_after[self._step]
-                <= table.ceiling)
+        return self.budget_table.feasible_actions(self._step, self._spent[:, None] - self.budget_table.fixed)
 
     def _observations(self) -> np.ndarray:
         previous = self._choices[:, self._step - 1] if self._step > 0 else np.zeros(self.num_envs, dtype=np.int64)
@@ -122,13 +121,11 @@ class MixedPrecisionVectorEnv(VectorEnv):
         chosen = self._choices.copy()
         final = (np.stack([table.enforce_limit(c) for c in chosen]) if t.enforcement == "limit" else chosen)
         quality = self.problem.surrogate.predict(final)
-        totals = table.table[np.arange(t.n_groups), final].sum(axis=1) + table.fixed
-        overshoot = np.maximum(0.0, totals / table.limit - 1.0)
+        infos = [t.final_info(c, f, q, False) for c, f, q in zip(chosen, final, quality)]
         rewards = np.asarray(t._shape(quality), dtype=np.float64) * np.ones(self.num_envs)
         if t.enforcement == "penalty":
-            rewards = rewards - t.penalty_coef * overshoot
-        self._spent = totals
-        infos = [t.final_info(c, f, q, False) for c, f, q in zip(chosen, final, quality)]
+            rewards = rewards - t.penalty_coef * np.maximum(0.0, np.array([i["budget_used"] for i in infos]) - 1.0)
+        self._spent = np.array([i["costs"][table.metric] for i in infos])
         final_info = {key: np.array([i[key] for i in infos], dtype=object) for key in infos[0]}
         for key in ("quality", "normalized_score", "surrogate_quality", "budget_used"):
             final_info[key] = final_info[key].astype(np.float64)
