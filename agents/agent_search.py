@@ -3,12 +3,16 @@ configuration within budget (the harness then scores it exactly).
 
 Each call trains from scratch for ``episodes`` (default 300) with the algorithm's preset, sharing the
 benchmark's :class:`~mpq_gym.problem.Problem` (no second phase-1 table); the surrogate's calibration
-evaluations are charged to the search.
+evaluations are charged to the search. The ``*_rerank`` variants spend the search's exact evaluations on
+the distinct configurations the agent visited, best by the surrogate first, and return the best by exact
+quality: the agent proposes, the network decides where the surrogate cannot (interactions between layers).
 """
 from __future__ import annotations
 
+import csv
 import tempfile
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
@@ -19,17 +23,28 @@ DEFAULT_EPISODES = 300
 
 
 def agent_search(algo: str, ctx: SearchContext, seed: int = 0, episodes: int | None = DEFAULT_EPISODES,
-                 hyperparams: dict | None = None, minutes: float | None = None) -> np.ndarray:
+                 hyperparams: dict | None = None, minutes: float | None = None, rerank: bool = False) -> np.ndarray:
     """Train ``algo`` for ``episodes`` (and/or ``minutes``) on ``ctx`` and return its best configuration
-    within the budget."""
+    within the budget (with ``rerank``, the best by exact quality of the visited configurations that the
+    evaluation budget affords, best by the surrogate first)."""
     ctx.surrogate  # noqa: B018  (charge the calibration; the env's reward uses it)
     hp = hyperparams if hyperparams is not None else load_hyperparams(algo)
     env = env_on_problem(algo, ctx.problem, ctx.budget, hp)
     with tempfile.TemporaryDirectory() as run_dir:
         result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False, minutes=minutes)
+        visited = _visited(Path(run_dir) / "episodes.csv") if rerank else None
     if result.best is None:
         raise RuntimeError(f"{algo} finished {episodes} episodes without one configuration within the budget")
+    if visited is not None:
+        return ctx.rerank_exactly(visited)
     return np.asarray(result.best["choices"], dtype=np.int64)
+
+
+def _visited(episodes_csv: Path) -> np.ndarray:
+    """[N, G] the configurations within budget of a run's episodes."""
+    with episodes_csv.open(newline="") as f:
+        rows = [r["choices"] for r in csv.DictReader(f) if r["within_budget"] == "True"]
+    return np.array([[int(c) for c in row.split()] for row in rows], dtype=np.int64)
 
 
 reinforce_search = partial(agent_search, "reinforce")
@@ -37,3 +52,5 @@ ppo_search = partial(agent_search, "ppo")
 maskable_ppo_search = partial(agent_search, "maskable_ppo")
 recurrent_ppo_search = partial(agent_search, "recurrent_ppo")
 ddpg_search = partial(agent_search, "ddpg")
+ppo_rerank_search = partial(agent_search, "ppo", rerank=True)
+maskable_ppo_rerank_search = partial(agent_search, "maskable_ppo", rerank=True)

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from mpq_gym.tracking import MlflowTracker
 
 EPISODE_COLUMNS = ("episode", "wall_s", "reward", "quality", "exact", "normalized_score", "within_budget",
-                   "budget_used", "bops_ratio", "size_bits_ratio", "best_quality", "best_normalized", "choices")
+                   "budget_ratio", "budget_used", "bops_ratio", "size_bits_ratio", "best_quality", "best_normalized", "choices")
 #: the per-episode scalars that go to TensorBoard / MLflow (as ``episode/<name>``)
 LOGGED = ("reward", "quality", "normalized_score", "budget_used", "best_quality", "best_normalized")
 
@@ -60,7 +60,7 @@ class EpisodeLog:
         with self.csv_path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=EPISODE_COLUMNS)
             writer.writeheader()
-            writer.writerows({k: r[k] for k in EPISODE_COLUMNS} for r in rows)
+            writer.writerows({k: r.get(k, "") for k in EPISODE_COLUMNS} for r in rows)
 
     def _consider(self, row: dict[str, Any], info: dict | None) -> None:
         if row["within_budget"] and (self.best is None or row["quality"] > self.best["quality"]):
@@ -94,7 +94,8 @@ class EpisodeLog:
         row = {"episode": self.episodes, "wall_s": round(self.wall_s, 3),
                "reward": reward, "quality": float(info["quality"]), "exact": info["exact"],
                "normalized_score": float(info["normalized_score"]),
-               "within_budget": bool(info["within_budget"]), "budget_used": info["budget_used"],
+               "within_budget": bool(info["within_budget"]), "budget_ratio": info["budget_ratio"],
+               "budget_used": info["budget_used"],
                "bops_ratio": costs.get("bops_ratio", math.nan), "size_bits_ratio": costs.get("size_bits_ratio", math.nan),
                "choices": " ".join(map(str, info["choices"]))}
         self._consider(row, info)

@@ -51,7 +51,4 @@ def evolutionary_search(ctx: SearchContext, seed: int = 0, population: int = 50,
         fit = np.concatenate([fit[order[:n_parents]], score(children)])
     if fitness == "exact":
         return ctx.best_evaluated()
-    unique, index = np.unique(pop, axis=0, return_index=True)
-    ranked = unique[np.argsort(-fit[index], kind="stable")]
-    ctx.evaluate_affordable(ranked[:top_k])
-    return ctx.best_evaluated()
+    return ctx.rerank_exactly(pop, top_k)

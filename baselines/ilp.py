@@ -13,7 +13,17 @@ from mpq_gym.budget import solve_assignment_ilp  # noqa: F401  (re-exported: the
 from mpq_gym.search import SearchContext
 from mpq_gym.metrics import noise_power
 
+#: re-ranked configurations when the evaluation budget is unlimited
+MAX_RERANK = 16
+
 
 def ilp_search(ctx: SearchContext, seed: int = 0) -> np.ndarray:
     """The configuration with the least summed phase-1 noise power within the budget (no exact evaluations)."""
     return ctx.budget_table.least_penalty(noise_power(ctx.sensitivity.sqnr_db))
+
+
+def ilp_rerank_search(ctx: SearchContext, seed: int = 0, top_k: int | None = None) -> np.ndarray:
+    """The best by exact quality of the ``top_k`` least-noise configurations within the budget (the ILP's
+    optimum and the next best knapsack solutions; default: as many as the evaluation budget allows)."""
+    k = max(1, int(top_k if top_k is not None else min(ctx.remaining, MAX_RERANK)))
+    return ctx.rerank_exactly(ctx.budget_table.least_penalties(noise_power(ctx.sensitivity.sqnr_db), k))

@@ -36,12 +36,18 @@ from mpq_gym.search import SearchContext
 TARGET = 0.99
 
 
-def run_one(algo: str, seed: int, problem, budget: Budget, minutes: float, episodes: int | None,
-            overrides: dict | None = None, tag: str = "") -> dict:
-    """Train one agent; its curve (episode, wall s, best normalized) and final numbers."""
+def preset(algo: str, overrides: dict | None = None) -> dict:
+    """``algo``'s preset with ``overrides`` on top (``env_kwargs`` merged key by key)."""
     hp = load_hyperparams(algo)
     for key, value in (overrides or {}).items():
         hp[key] = {**hp.get(key, {}), **value} if isinstance(value, dict) and key == "env_kwargs" else value
+    return hp
+
+
+def run_one(algo: str, seed: int, problem, budget: Budget, minutes: float, episodes: int | None,
+            overrides: dict | None = None, tag: str = "") -> dict:
+    """Train one agent; its curve (episode, wall s, best normalized) and final numbers."""
+    hp = preset(algo, overrides)
     env = env_on_problem(algo, problem, budget, hp)
     with tempfile.TemporaryDirectory() as run_dir:
         result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False, minutes=minutes)

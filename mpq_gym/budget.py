@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -54,6 +55,10 @@ class BudgetTable:
         #: the limit with a relative tolerance for floating-point sums
         self.ceiling = limit * (1 + 1e-9)
 
+    def with_limit(self, limit: float) -> "BudgetTable":
+        """The same costs against another limit."""
+        return BudgetTable(self.table, self.fixed, limit, self.metric, self.reference_cost)
+
     def check_feasible(self) -> None:
         """Raise :class:`ConfigError` naming the smallest achievable cost when no configuration fits."""
         if self.min_total > self.ceiling:
@@ -84,15 +89,29 @@ class BudgetTable:
             spent += self.table[g, choices[g]]
         return choices
 
-    def least_penalty(self, penalty: np.ndarray) -> np.ndarray:
-        """The configuration within the limit with the least summed ``penalty`` [group, candidate]: the
-        multiple-choice knapsack, solved to optimality (``scipy.optimize.milp``, HiGHS)."""
-        choices = solve_assignment_ilp(penalty, self.table, self.ceiling - self.fixed)
+    def least_penalty(self, penalty: np.ndarray, exclude: Sequence[np.ndarray] = ()) -> np.ndarray:
+        """The configuration within the limit with the least summed ``penalty`` [group, candidate], other than
+        those in ``exclude``: the multiple-choice knapsack, solved to optimality (``scipy.optimize.milp``, HiGHS)."""
+        choices = solve_assignment_ilp(penalty, self.table, self.ceiling - self.fixed, exclude)
         return choices if self.fits(choices) else self.enforce_limit(choices)  # the solver's tolerance
 
-    def feasible_actions(self, step: int, spent: float) -> np.ndarray:
-        """Mask of candidates at ``step`` from which a completion within the limit exists."""
-        return spent + self.table[step] + self.cheapest_after[step] + self.fixed <= self.ceiling
+    def least_penalties(self, penalty: np.ndarray, k: int) -> np.ndarray:
+        """The ``k`` configurations within the limit with the least summed ``penalty``, best first [k, G]
+        (each solve excludes the ones before it; fewer when fewer fit)."""
+        found = [self.least_penalty(penalty)]
+        while len(found) < k:
+            try:
+                found.append(self.least_penalty(penalty, found))
+            except ValueError:  # no other configuration fits
+                break
+        return np.stack(found)
+
+    def feasible_actions(self, step: int, spent: float | np.ndarray,
+                         ceiling: float | np.ndarray | None = None) -> np.ndarray:
+        """Mask of candidates at ``step`` from which a completion within the limit exists (``spent`` and
+        ``ceiling``, default this table's, may be [N, 1] columns of N episodes with their own limits)."""
+        return spent + self.table[step] + self.cheapest_after[step] + self.fixed <= (
+            self.ceiling if ceiling is None else ceiling)
 
     def enforce_limit(self, choices: np.ndarray) -> np.ndarray:
         """HAQ's action wall: sweep from the last group back, moving each to its next cheaper candidate,
@@ -114,15 +133,23 @@ class BudgetTable:
 
 
 
-def solve_assignment_ilp(penalty: np.ndarray, cost: np.ndarray, capacity: float) -> np.ndarray:
-    """Choice per row of ``penalty`` [G, C] minimising the summed penalty with summed ``cost`` <= ``capacity``."""
+def solve_assignment_ilp(penalty: np.ndarray, cost: np.ndarray, capacity: float,
+                         exclude: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """Choice per row of ``penalty`` [G, C] minimising the summed penalty with summed ``cost`` <= ``capacity``,
+    other than the choice vectors in ``exclude`` (a no-good cut each: at most G - 1 of its choices)."""
     groups, candidates = penalty.shape
     scale = np.abs(penalty).max() or 1.0
     one_hot = LinearConstraint(kron(eye(groups), np.ones((1, candidates))), 1, 1)
     cost_scale = abs(capacity) or 1.0
     within = LinearConstraint(csr_matrix(cost.reshape(1, -1) / cost_scale), -np.inf, capacity / cost_scale)
+    constraints = [one_hot, within]
+    if len(exclude):
+        rows = np.stack([np.arange(groups) * candidates + np.asarray(e) for e in exclude])
+        cuts = np.zeros((len(exclude), penalty.size))
+        np.put_along_axis(cuts, rows, 1.0, axis=1)
+        constraints.append(LinearConstraint(csr_matrix(cuts), -np.inf, groups - 1))
     # mip_rel_gap=0: the proven optimum, not HiGHS's default 1e-4 gap (the normalized score's 1.0 is this)
-    result = milp(penalty.reshape(-1) / scale, constraints=[one_hot, within], integrality=np.ones(penalty.size),
+    result = milp(penalty.reshape(-1) / scale, constraints=constraints, integrality=np.ones(penalty.size),
                   bounds=Bounds(0, 1), options={"mip_rel_gap": 0.0})
     if result.x is None:
         raise ValueError(f"the ILP found no configuration within the budget: {result.message}")

@@ -165,6 +165,15 @@ class SearchContext:
             out[mask] = self.qualities([c for c, ok in zip(batch, mask) if ok])
         return out
 
+    def rerank_exactly(self, candidates: np.ndarray, top_k: int | None = None) -> np.ndarray:
+        """The best by exact quality of the ``top_k`` (default: as many as the evaluation budget allows)
+        distinct configurations of ``candidates`` [N, G] within the budget, ranked by the surrogate."""
+        unique = np.unique(np.asarray(candidates, dtype=np.int64), axis=0)
+        unique = unique[[self.fits(c) for c in unique]]
+        ranked = unique[np.argsort(-self.surrogate.predict(unique), kind="stable")]
+        self.evaluate_affordable(ranked if top_k is None else ranked[:top_k])
+        return self.best_evaluated()
+
     def best_evaluated(self) -> np.ndarray:
         """The best exactly evaluated configuration within the budget."""
         feasible = [(q, k) for k, q in self.evaluated.items() if self.fits(k)]

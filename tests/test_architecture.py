@@ -14,7 +14,7 @@ SOURCES = {"mpq_gym": "mpq_gym", "agents": "mpq_gym.agents", "baselines": "mpq_g
 #: lowest first: unit -> the modules and packages in it. A module may import from a lower layer or from its
 #: own unit (where the no-cycle test keeps the order one way), never up or sideways.
 LAYERS: list[dict[str, tuple[str, ...]]] = [
-    {"core": ("mpq_gym.errors", "mpq_gym.cache", "mpq_gym.config", "mpq_gym.candidates", "mpq_gym.budget",
+    {"core": ("mpq_gym.errors", "mpq_gym.allocator", "mpq_gym.cache", "mpq_gym.config", "mpq_gym.candidates", "mpq_gym.budget",
               "mpq_gym.metrics", "mpq_gym.tracking", "mpq_gym.markdown")},
     {"workloads": ("mpq_gym.workloads",), "quant": ("mpq_gym.quant",)},
     {"evaluate": ("mpq_gym.evaluate",), "cost": ("mpq_gym.cost",)},

@@ -9,12 +9,13 @@ from hypothesis import strategies as st
 from mpq_gym.baselines import (evolutionary_search, flip_path, greedy_sqnr_search, ilp_search, random_search,
                        solve_assignment_ilp, uniform_search)
 from mpq_gym.baselines.greedy_sqnr import last_passing
+from mpq_gym.baselines.ilp import ilp_rerank_search
 from mpq_gym.budget import Budget
 from mpq_gym.problem import Problem
 from mpq_gym.search import EvaluationBudgetExhausted, SearchContext
 
 CANDIDATES = "W2A8,W3A8,W4A8,W8A8"  # 2- and 3-bit weights hurt DigitsCNN measurably
-ALL = [uniform_search, random_search, greedy_sqnr_search, evolutionary_search, ilp_search]
+ALL = [uniform_search, random_search, greedy_sqnr_search, evolutionary_search, ilp_search, ilp_rerank_search]
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +153,26 @@ def test_greedy_accuracy_search_stops_within_its_evaluation_budget(problem):
         ctx = SearchContext(problem, Budget("bops", 1.0), max_evaluations=2)
         choices = greedy_sqnr_search(ctx, accuracy_drop=0.5, method=method)
         assert ctx.evaluations <= 2 and ctx.fits(choices)
+
+
+def test_ilp_top_k_lists_the_k_best_knapsack_solutions_and_rerank_picks_by_exact_quality():
+    import itertools
+    from mpq_gym.budget import BudgetTable
+    rng = np.random.default_rng(3)
+    penalty, cost = rng.random((5, 3)), rng.integers(1, 6, (5, 3)).astype(float)
+    table = BudgetTable(cost, 0.0, 14.0, "bops", 30.0)
+    brute = sorted((penalty[np.arange(5), c].sum(), c) for c in itertools.product(range(3), repeat=5)
+                   if cost[np.arange(5), c].sum() <= 14.0)
+    top = table.least_penalties(penalty, 6)
+    assert len({tuple(c) for c in top}) == 6
+    assert np.allclose([penalty[np.arange(5), c].sum() for c in top], [p for p, _ in brute[:6]])
+
+
+def test_ilp_rerank_spends_its_evaluations_on_the_best_knapsack_solutions(problem):
+    ctx = SearchContext(problem, Budget("bops", 0.2), max_evaluations=4)
+    choices = ilp_rerank_search(ctx, 0)
+    optimum = ilp_search(SearchContext(problem, Budget("bops", 0.2)), 0)
+    top = ctx.budget_table.least_penalties(np.power(10.0, -problem.sensitivity.sqnr_db / 10), 4)
+    assert ctx.evaluations == 4 and set(ctx.evaluated) == {tuple(int(c) for c in t) for t in top}
+    assert tuple(optimum) in ctx.evaluated and ctx.fits(choices)
+    assert ctx.evaluated[tuple(int(c) for c in choices)] == max(ctx.evaluated.values())

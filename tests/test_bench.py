@@ -124,3 +124,19 @@ def test_bench_logs_to_mlflow(bench_dir, tmp_path):
     assert run.data.params["env_id"] == ENV
     assert "ilp/r0.2/quality_iqm" in run.data.metrics
     assert {"pareto.png", "results.csv", "results.md"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_compare_gives_paired_intervals_that_agree_with_the_recorded_qualities(bench_dir, capsys):
+    from mpq_gym.bench.paired import compare_results
+    from mpq_gym.cli.compare import main as compare_main
+    rows = compare_results(bench_dir / "results.csv", "ilp", progress=False)
+    assert len(rows) == 2 * (2 + 2)  # uniform, greedy and random's two seeds, at both budgets
+    for r in rows:
+        assert r["difference"] == pytest.approx(r["quality"] - r["baseline_quality"], abs=1e-6)
+        assert r["low"] <= r["difference"] <= r["high"]
+        assert r["verdict"] == ("ahead" if r["low"] > 0 else "behind" if r["high"] < 0 else "within noise")
+    assert any(r["high"] > r["low"] for r in rows)  # some configurations differ on some samples
+    assert compare_main([str(bench_dir / "results.csv"), "--quiet"]) == 0
+    assert "difference [95 % paired CI]" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="choose --baseline"):
+        compare_results(bench_dir / "results.csv", "nope", progress=False)

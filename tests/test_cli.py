@@ -51,7 +51,7 @@ def test_one_command_lists_every_tool():
     assert all(name in proc.stdout for name in COMMANDS)
 
 
-@pytest.mark.parametrize("command", ["evaluate", "layers", "cost", "sensitivity", "bench", "validate", "train",
+@pytest.mark.parametrize("command", ["evaluate", "layers", "cost", "sensitivity", "bench", "validate", "compare", "train",
                                      "replay", "curves", "demo"])
 def test_every_command_has_help_with_an_example(command):
     proc = _run("mpq_gym", command, "--help")

@@ -10,6 +10,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 
 import mpq_gym
 from mpq_gym.envs import env_ids
+from mpq_gym.errors import ConfigError
 from mpq_gym.workloads import SplitSizes
 
 TINY = {"workload_kwargs": {"split_sizes": SplitSizes(4, 4, 4)}, "sensitivity_images": 2, "surrogate_points": 3}
@@ -215,3 +216,36 @@ def test_maskable_ppo_trains_on_mask_mode():
         action, _ = model.predict(obs, action_masks=env.unwrapped.action_masks(), deterministic=True)
         obs, _, done, _, info = env.step(action)
     assert info["within_budget"]
+
+
+def test_budget_conditioned_env_draws_its_budget_per_episode_and_scores_against_it():
+    from mpq_gym.scores import normalized_score
+    env = gym.make("MixedPrecision-DigitsCNN-v0", candidates="W2A8,W4A8,W8A8", budget_range=[0.2, 0.45])
+    base = env.unwrapped
+    obs, _ = env.reset(seed=0)
+    assert obs[-1] == pytest.approx(base.budget_table.limit / base.budget_table.reference_cost)
+    seen = set()
+    for _ in range(12):
+        env.reset()
+        for _ in range(base.n_groups):
+            obs, _, done, _, info = env.step(env.action_space.sample())
+        seen.add(round(info["budget_ratio"], 6))
+        assert 0.2 - 1e-9 <= info["budget_ratio"] <= 0.45 + 1e-9 and info["within_budget"]
+        assert info["budget_limit"] == pytest.approx(info["budget_ratio"] * base.budget_table.reference_cost)
+        table = base.table_at(info["budget_ratio"])
+        assert info["normalized_score"] == pytest.approx(normalized_score(base.problem, table, info["choices"]))
+    assert len(seen) > 3
+    obs, _ = env.reset(options={"budget": 0.333})
+    assert obs[-1] == pytest.approx(0.333) and obs in env.observation_space
+    for _ in range(base.n_groups):
+        *_, info = env.step(2)  # the widest everywhere: the action wall brings it within 0.333
+    assert info["budget_ratio"] == pytest.approx(0.333) and info["within_budget"]
+    with pytest.raises(ConfigError, match="budget_range"):
+        env.reset(options={"budget": 0.5})
+    with pytest.raises(ConfigError, match="budget_range"):
+        gym.make("MixedPrecision-DigitsCNN-v0", candidates="W2A8,W4A8,W8A8").reset(options={"budget": 0.3})
+    for bad in ([0.5, 0.2], [0.3], "0.2,0.4", [0.2, float("nan")], [True, 0.4]):
+        with pytest.raises(ConfigError, match="budget_range"):
+            gym.make("MixedPrecision-DigitsCNN-v0", candidates="W2A8,W4A8,W8A8", budget_range=bad)
+    with pytest.raises(ConfigError, match="infeasible"):
+        gym.make("MixedPrecision-DigitsCNN-v0", candidates="W2A8,W4A8,W8A8", budget_range=[0.05, 0.4])

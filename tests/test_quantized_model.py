@@ -78,3 +78,21 @@ def test_first_config_with_calibration_equals_a_later_switch(digits, tmp_path, m
         qm.set_config(uniform_config(qm.layer_names, FP32))
         qm.set_config(w4)
         assert torch.equal(first, qm(x))
+
+
+def test_the_allocator_keeps_large_tensors_in_the_heap(monkeypatch):
+    import resource
+    import sys
+
+    from mpq_gym import allocator
+    monkeypatch.setenv(allocator.ENV, "system")
+    assert allocator._tune() is False  # the opt-out
+    monkeypatch.delenv(allocator.ENV)
+    if not sys.platform.startswith("linux"):
+        return
+    assert allocator.tune_allocator() is True
+    torch.empty(64 << 20, dtype=torch.uint8).fill_(1)  # 64 MiB: an mmap of its own under glibc's defaults
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        torch.empty(64 << 20, dtype=torch.uint8).fill_(1)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 5 * (64 << 20) // 4096 // 4

@@ -76,3 +76,37 @@ def test_ppo_on_vector_envs_reaches_the_optimum_on_digits(tmp_path):
     result = train_run("ppo", DIGITS, 400, 0, KWARGS, str(hp), tmp_path, progress=False)
     assert result.best["normalized_score"] >= 1.0 - 1e-9
     assert result.agent.n_envs == 8 and (result.run_dir / "monitor.csv").exists()
+
+
+@pytest.mark.parametrize("enforcement", ["limit", "mask"])
+def test_budget_conditioned_vector_env_equals_single_envs_seeded_like_gymnasium(enforcement):
+    n, kwargs = 4, dict(KWARGS, budget_range=[0.2, 0.45], enforcement=enforcement, observation="knapsack")
+    vec = gym.make_vec(DIGITS, num_envs=n, **kwargs)
+    singles = [gym.make(DIGITS, **kwargs) for _ in range(n)]
+    obs, _ = vec.reset(seed=7)
+    assert np.array_equal(obs, np.stack([e.reset(seed=7 + i)[0] for i, e in enumerate(singles)]))
+    rng, ratios = np.random.default_rng(0), set()
+    for episode in range(6):
+        for step in range(4):
+            masks = vec.action_masks()
+            assert np.array_equal(masks, np.stack([e.unwrapped.action_masks() for e in singles]))
+            actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+            obs, rewards, *_, info = vec.step(actions)
+            outs = [e.step(int(a)) for e, a in zip(singles, actions)]
+            assert np.allclose(rewards, [o[1] for o in outs]) and obs in vec.observation_space
+        for key in ("budget_ratio", "normalized_score", "budget_used", "quality"):
+            assert np.allclose(info["final_info"][key].astype(float), [o[4][key] for o in outs])
+        ratios.update(info["final_info"]["budget_ratio"].round(6))
+        assert np.array_equal(obs, np.stack([e.reset()[0] for e in singles]))
+    assert len(ratios) > 3 and ratios <= set(np.round(np.arange(0.2, 0.4501, 0.01), 6))
+
+
+def test_a_budget_conditioned_ppo_serves_a_budget_it_never_trained_on(tmp_path):
+    from benchmarks.budget_conditioned import run_seed
+    from mpq_gym.envs.env import problem_from_env
+    problem = problem_from_env(DIGITS, {"candidates": "W2A8,W4A8,W8A8"})
+    hp = {"rollout_episodes": 4, "batch_size": 32, "learning_rate": 0.001}
+    run = run_seed("ppo", 0, problem, [0.205, 0.445], [0.3, 0.405], None, 400, hp)
+    assert run["episodes"] == 400
+    assert run["scores"]["0.3"]["normalized"] >= 0.97  # 0.3 is between the grid points 0.295 and 0.305
+    assert all(s["budget_used"] <= 1 + 1e-9 for s in run["scores"].values())

@@ -41,11 +41,14 @@ BUILTIN: dict[str, tuple[str, bool]] = {
     "greedy_accuracy": ("mpq_gym.baselines.greedy_sqnr:greedy_accuracy_search", False),
     "evolution": ("mpq_gym.baselines.evolution:evolutionary_search", True),
     "ilp": ("mpq_gym.baselines.ilp:ilp_search", False),
+    "ilp_rerank": ("mpq_gym.baselines.ilp:ilp_rerank_search", False),
     "reinforce": ("mpq_gym.agents.agent_search:reinforce_search", True),
     "ppo": ("mpq_gym.agents.agent_search:ppo_search", True),
     "maskable_ppo": ("mpq_gym.agents.agent_search:maskable_ppo_search", True),
     "recurrent_ppo": ("mpq_gym.agents.agent_search:recurrent_ppo_search", True),
     "ddpg": ("mpq_gym.agents.agent_search:ddpg_search", True),
+    "ppo_rerank": ("mpq_gym.agents.agent_search:ppo_rerank_search", True),
+    "maskable_ppo_rerank": ("mpq_gym.agents.agent_search:maskable_ppo_rerank_search", True),
 }
 
 

@@ -21,9 +21,11 @@ from mpq_gym.errors import InputFileError
 from mpq_gym.workloads.base import ALL_SPLITS, SPLITS
 
 
-def rollout(agent: PolicyPredictor, env: gym.Env, deterministic: bool = True, seed: int = 0) -> dict[str, Any]:
-    """One episode of ``agent`` on ``env`` (hidden state and action masks handled); the final info."""
-    obs, info = env.reset(seed=seed)
+def rollout(agent: PolicyPredictor, env: gym.Env, deterministic: bool = True, seed: int = 0,
+            options: dict | None = None) -> dict[str, Any]:
+    """One episode of ``agent`` on ``env`` (hidden state and action masks handled; ``options`` go to
+    ``reset``, e.g. ``{"budget": 0.3}`` on a budget-conditioned env); the final info."""
+    obs, info = env.reset(seed=seed, options=options)
     takes_masks = "action_masks" in inspect.signature(agent.predict).parameters
     state, start, done = None, np.array([True]), False
     while not done:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from mpq_gym.budget import ENFORCEMENT_MODES
+from mpq_gym.budget import ENFORCEMENT_MODES, Budget, BudgetTable
 from mpq_gym.config import config_to_json
 from mpq_gym.envs.features import STATIC_FEATURES, group_features, normalised_sensitivity
 from mpq_gym.envs.registration import registered_kwargs
@@ -23,10 +23,12 @@ REWARD_SHAPINGS = ("delta", "quality", "relative")
 #: haq: HAQ's layer features + sensitivity row + budget used; knapsack: also each candidate's cost and the
 #: slack (budget left beyond the cheapest completion), both in units of the limit
 OBSERVATIONS = ("haq", "knapsack")
+#: spacing of the budgets a ``budget_range`` draws (the normalization anchors are computed once per budget)
+BUDGET_GRID = 0.01
 
 def check_env_options(enforcement: str, reward_mode: str, reward_scale: float, reward_shaping: str,
                       penalty_coef: float, continuous: bool, render_mode: str | None = None,
-                      observation: str = "haq") -> None:
+                      observation: str = "haq", budget_range: Sequence[float] | None = None) -> None:
     """Raise :class:`ConfigError` naming the fix for the first bad episode option. (An unsupported
     ``render_mode`` only makes :meth:`render` return None, as gymnasium's own envs do: SB3's vector envs
     ask for "rgb_array".)"""
@@ -42,6 +44,21 @@ def check_env_options(enforcement: str, reward_mode: str, reward_scale: float, r
         raise ConfigError(f"penalty_coef must be >= 0, got {penalty_coef!r}")
     if not isinstance(continuous, bool):
         raise ConfigError(f"continuous must be true or false, got {continuous!r}")
+    if budget_range is not None:
+        budget_grid(budget_range)
+
+
+def budget_grid(budget_range: Sequence[float]) -> np.ndarray:
+    """The budgets (ratios of the reference cost) that ``budget_range=(lo, hi)`` draws from: lo, lo + 0.01, …
+    up to hi; a :class:`ConfigError` naming the fix for anything but two numbers 0 < lo <= hi."""
+    fix = "give two budget ratios lo <= hi, e.g. budget_range=[0.255,0.595]"
+    if isinstance(budget_range, (str, bytes)) or not isinstance(budget_range, Sequence) or len(budget_range) != 2:
+        raise ConfigError(f"budget_range must be (lo, hi), got {budget_range!r}: {fix}")
+    lo, hi = budget_range
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0 for v in (lo, hi)) \
+            or lo > hi:
+        raise ConfigError(f"budget_range must be two finite ratios 0 < lo <= hi, got {budget_range!r}: {fix}")
+    return np.round(lo + BUDGET_GRID * np.arange(int(math.floor((hi - lo) / BUDGET_GRID + 1e-6)) + 1), 6)
 
 
 def split_env_kwargs(env_id: str, env_kwargs: Mapping[str, Any]) -> tuple[ProblemSpec, dict[str, Any]]:
@@ -89,7 +106,8 @@ class MixedPrecisionEnv(gym.Env):
     action (normalised index), this group's row of the phase-1 sensitivity table (SQNR scaled to [0, 1]),
     the cost so far ÷ limit, and the budget left ÷ limit. ``observation="knapsack"`` adds each candidate's
     cost for this group ÷ limit and the slack (budget left beyond the cheapest completion) ÷ limit: what a
-    knapsack solver would look at.
+    knapsack solver would look at. With ``budget_range`` the last entry is the episode's budget (limit ÷
+    the reference cost).
 
     ## Rewards
     0 until the last step, then ``reward_scale`` x (quality - FP32 quality) in metric points (HAQ: 0.1 x
@@ -108,9 +126,15 @@ class MixedPrecisionEnv(gym.Env):
     "limit" (HAQ's action wall after the last action), "penalty", or "mask" (:meth:`action_masks` allows
     only choices that keep a feasible completion, for sb3-contrib's MaskablePPO).
 
+    ## Budget-conditioned episodes
+    ``budget_range=(lo, hi)`` (ratios of the reference cost, on the spec's ``budget_metric``): each
+    :meth:`reset` draws the episode's budget uniformly from lo, lo + 0.01, … ≤ hi (a grid, so the normalized
+    score's anchors are computed once per budget), and ``reset(options={"budget": r})`` sets it to any r in
+    [lo, hi]. One policy then serves a range of budgets; ``info["budget_ratio"]`` is the episode's budget.
+
     ## Arguments
     ``MixedPrecisionEnv(spec=None, *, enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef,
-    continuous, observation, progress, problem, render_mode, **spec_fields)``: give a :class:`ProblemSpec` or its fields
+    continuous, observation, budget_range, progress, problem, render_mode, **spec_fields)``: give a :class:`ProblemSpec` or its fields
     (what ``gym.make`` passes); ``problem`` shares an already built :class:`Problem` between envs.
     """
 
@@ -119,14 +143,16 @@ class MixedPrecisionEnv(gym.Env):
     def __init__(self, spec: ProblemSpec | None = None, *, enforcement: str = "limit",
                  reward_mode: str = "surrogate", reward_scale: float = 0.1, reward_shaping: str = "delta",
                  penalty_coef: float = 10.0, continuous: bool = False, observation: str = "haq",
-                 progress: bool = False, problem: Problem | None = None, render_mode: str | None = None,
+                 budget_range: Sequence[float] | None = None, progress: bool = False, problem: Problem | None = None, render_mode: str | None = None,
                  **spec_fields: Any) -> None:
         if spec is None:
             spec, _ = ProblemSpec.split_kwargs(spec_fields)
         elif spec_fields:
             raise ConfigError(f"give either a ProblemSpec or its fields, not both (got {sorted(spec_fields)})")
         check_env_options(enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef, continuous, render_mode,
-                          observation)
+                          observation, budget_range)
+        if budget_range is not None and spec.budget_absolute is not None:
+            raise ConfigError("budget_range is in ratios of the reference cost: drop budget_absolute")
         #: the task this env poses (``self.spec`` is gymnasium's EnvSpec)
         self.problem_spec = spec
         self.reward_shaping = reward_shaping
@@ -143,12 +169,18 @@ class MixedPrecisionEnv(gym.Env):
         self._all_costs = {m: (problem.group_cost_table(m), cost_model.fixed[m],
                                cost_model.cost(cost_model.reference_config(), m)) for m in cost_model.metrics}
         self.budget = spec.budget_spec
+        #: the budgets a budget-conditioned env draws from (None: every episode has the spec's budget)
+        self.budget_grid = None if budget_range is None else budget_grid(budget_range)
+        self.budget_range = None if budget_range is None else (float(budget_range[0]), float(budget_range[1]))
+        if self.budget_range is not None:
+            self.budget = Budget(metric=self.budget.metric, ratio=self.budget_range[0])
+        #: the episode's budget (the tightest of the range until the first reset)
         self.budget_table = problem.budget_table(self.budget)
         self.budget_table.check_feasible()
         self._features = group_features(problem.groups, problem.layers)
         self._sensitivity = normalised_sensitivity(problem.sensitivity.sqnr_db)
         self.observation = observation
-        table = self.budget_table
+        table = self.budget_table  # the tightest limit bounds every ratio to the limit
         top = table.max_total / table.limit
         n_static = len(STATIC_FEATURES) + 1 + self.n_candidates
         low = [np.zeros(n_static), [0.0, min(0.0, 1.0 - top)]]
@@ -156,6 +188,8 @@ class MixedPrecisionEnv(gym.Env):
         if observation == "knapsack":  # each candidate's cost and the slack, both in units of the limit
             low += [np.zeros(self.n_candidates), [min(0.0, (table.limit - table.max_total) / table.limit)]]
             high += [np.full(self.n_candidates, table.table.max() / table.limit), [1.0]]
+        if self.budget_range is not None:
+            low, high = low + [[self.budget_range[0]]], high + [[self.budget_range[1]]]
         low, high = np.concatenate(low).astype(np.float32), np.concatenate(high).astype(np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         self.action_space = (spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32) if continuous
@@ -189,19 +223,42 @@ class MixedPrecisionEnv(gym.Env):
             return np.ones(self.n_candidates, dtype=bool)
         return self.budget_table.feasible_actions(self._step, self._spent - self.budget_table.fixed)
 
-    def observe(self, step: int, previous: np.ndarray, spent: np.ndarray) -> np.ndarray:
+    def table_at(self, ratio: float) -> BudgetTable:
+        """The budget table of one budget (a ratio of the reference cost) on this env's metric."""
+        return self.budget_table.with_limit(ratio * self.budget_table.reference_cost)
+
+    def draw_budget(self, rng: np.random.Generator, options: dict | None = None) -> BudgetTable | None:
+        """The budget table of a new episode: ``options["budget"]``, else one drawn from the grid with ``rng``
+        (None: the spec's fixed budget)."""
+        if options and "budget" in options:
+            ratio = options["budget"]
+            if self.budget_range is None:
+                raise ConfigError("reset(options={'budget': r}) needs a budget-conditioned env: make it with "
+                                  "budget_range=(lo, hi)")
+            lo, hi = self.budget_range
+            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not lo - 1e-9 <= ratio <= hi + 1e-9:
+                raise ConfigError(f"options['budget'] must be a ratio in budget_range [{lo}, {hi}], got {ratio!r}")
+            return self.table_at(float(ratio))
+        return None if self.budget_grid is None else self.table_at(float(rng.choice(self.budget_grid)))
+
+    def observe(self, step: int, previous: np.ndarray, spent: np.ndarray,
+                limit: float | np.ndarray | None = None) -> np.ndarray:
         """Observations [N, D] of N episodes at ``step`` (shared by the vector env): ``previous`` [N] are the
-        indices chosen at step - 1, ``spent`` [N] the costs so far."""
+        indices chosen at step - 1, ``spent`` [N] the costs so far, ``limit`` (scalar or [N]) their budgets'
+        limits (default the episode's)."""
         g = min(step, self.n_groups - 1)
         n = len(spent)
-        used = spent / self.budget_table.limit
+        limit = np.broadcast_to(self.budget_table.limit if limit is None else limit, (n,)).astype(np.float64)
+        used = spent / limit
         prev = previous / max(self.n_candidates - 1, 1) if step > 0 else np.zeros(n)
         parts = [np.broadcast_to(self._features[g], (n, len(self._features[g]))), prev[:, None],
                  np.broadcast_to(self._sensitivity[g], (n, self.n_candidates)), used[:, None], 1.0 - used[:, None]]
         if self.observation == "knapsack":
             table = self.budget_table
-            slack = (table.limit - spent - table.cheapest[g] - table.cheapest_after[g]) / table.limit
-            parts += [np.broadcast_to(table.table[g] / table.limit, (n, self.n_candidates)), slack[:, None]]
+            slack = (limit - spent - table.cheapest[g] - table.cheapest_after[g]) / limit
+            parts += [table.table[g][None, :] / limit[:, None], slack[:, None]]
+        if self.budget_range is not None:
+            parts.append((limit / self.budget_table.reference_cost)[:, None])
         obs = np.concatenate(parts, axis=1)
         return np.clip(obs, self.observation_space.low, self.observation_space.high).astype(np.float32)
 
@@ -239,6 +296,9 @@ class MixedPrecisionEnv(gym.Env):
     # --------------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
+        table = self.draw_budget(self.np_random, options)
+        if table is not None:
+            self.budget_table = table
         self._needs_reset = False
         self._step = 0
         self._choices = np.zeros(self.n_groups, dtype=np.int64)
@@ -271,18 +331,22 @@ class MixedPrecisionEnv(gym.Env):
         self._spent = info["costs"][self.budget_table.metric]
         return self._observation(), float(reward), True, False, info
 
-    def final_info(self, chosen: np.ndarray, final: np.ndarray, quality: float, exact: bool) -> dict[str, Any]:
+    def final_info(self, chosen: np.ndarray, final: np.ndarray, quality: float, exact: bool,
+                   table: BudgetTable | None = None) -> dict[str, Any]:
         """The info of an episode's last step: the configuration (``final``, after the budget enforcement
-        of ``chosen``), its costs, ``quality`` (exact or not), surrogate quality and normalized score."""
+        of ``chosen``), its costs, ``quality`` (exact or not), surrogate quality and normalized score under
+        ``table``'s budget (default the episode's)."""
+        table = self.budget_table if table is None else table
         config = self.problem.config(final)
         costs = self._cost_metrics(final)
-        used = costs[self.budget_table.metric] / self.budget_table.limit
+        used = costs[table.metric] / table.limit
         surrogate_quality = float(quality) if not exact else float(self.problem.surrogate.predict(final)[0])
         return {"config": config_to_json(config), "choices": final.tolist(), "chosen": chosen.tolist(),
                 "quality": float(quality), "exact": exact, "fp32_quality": self.problem.fp32_quality,
                 "surrogate_quality": surrogate_quality,
-                "normalized_score": float(score_scale(self.problem, self.budget_table).normalize(surrogate_quality)),
-                "costs": costs, "budget_metric": self.budget_table.metric, "budget_limit": self.budget_table.limit,
+                "normalized_score": float(score_scale(self.problem, table).normalize(surrogate_quality)),
+                "costs": costs, "budget_metric": table.metric, "budget_limit": table.limit,
+                "budget_ratio": table.limit / table.reference_cost,
                 "budget_used": used, "within_budget": used <= 1.0 + 1e-9,
                 "action_mask": np.ones(self.n_candidates, dtype=bool)}
 

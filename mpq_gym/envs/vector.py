@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.utils import seeding
 from gymnasium.vector.utils import batch_space
 
 from mpq_gym.envs.env import MixedPrecisionEnv
@@ -26,6 +27,8 @@ class MixedPrecisionVectorEnv(VectorEnv):
     observation starts the next episode and ``info["final_obs"]`` / ``info["final_info"]`` hold the end of
     the finished one, as SB3's vector envs do. ``exact`` and ``hybrid`` rewards evaluate the network one
     configuration at a time, so they have no batched form: use ``vectorization_mode="sync"`` for them.
+    With ``budget_range`` each copy draws its episodes' budgets with its own generator, seeded ``seed + i``
+    as gymnasium seeds the i-th of N single envs, so the two give the same episodes.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
@@ -46,6 +49,9 @@ class MixedPrecisionVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         t = self.template
         self.problem, self.budget_table = t.problem, t.budget_table
+        #: each copy's episode budget (all the spec's unless budget-conditioned)
+        self._tables = [self.budget_table] * num_envs
+        self._rngs: list[np.random.Generator] = []
         self._step = 0
         self._choices = np.zeros((num_envs, t.n_groups), dtype=np.int64)
         self._spent = np.full(num_envs, self.budget_table.fixed)
@@ -73,19 +79,25 @@ class MixedPrecisionVectorEnv(VectorEnv):
         t = self.template
         if t.enforcement != "mask" or self._step >= t.n_groups:
             return np.ones((self.num_envs, t.n_candidates), dtype=bool)
-        return self.budget_table.feasible_actions(self._step, self._spent[:, None] - self.budget_table.fixed)
+        ceilings = np.array([table.ceiling for table in self._tables])[:, None]
+        return self.budget_table.feasible_actions(self._step, self._spent[:, None] - self.budget_table.fixed, ceilings)
 
     def _observations(self) -> np.ndarray:
         previous = self._choices[:, self._step - 1] if self._step > 0 else np.zeros(self.num_envs, dtype=np.int64)
-        return self.template.observe(self._step, previous, self._spent)
+        return self.template.observe(self._step, previous, self._spent, np.array([t.limit for t in self._tables]))
 
     # --------------------------------------------------------------------- API
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        super().reset(seed=seed)
-        self._start()
+        super().reset(seed=seed[0] if isinstance(seed, list) else seed)
+        if seed is not None or not self._rngs:
+            seeds = seed if isinstance(seed, list) else [None if seed is None else seed + i for i in range(self.num_envs)]
+            self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        self._start(options)
         return self._observations(), {"action_mask": self.action_masks()}
 
-    def _start(self) -> None:
+    def _start(self, options: dict | None = None) -> None:
+        if self.template.budget_range is not None:
+            self._tables = [self.template.draw_budget(rng, options) for rng in self._rngs]
         self._step = 0
         self._choices[:] = 0
         self._spent[:] = self.budget_table.fixed
@@ -119,15 +131,16 @@ class MixedPrecisionVectorEnv(VectorEnv):
         """Score every copy's configuration: the single env's ``_finish``, batched."""
         t, table = self.template, self.budget_table
         chosen = self._choices.copy()
-        final = (np.stack([table.enforce_limit(c) for c in chosen]) if t.enforcement == "limit" else chosen)
+        final = (np.stack([tab.enforce_limit(c) for tab, c in zip(self._tables, chosen)]) if t.enforcement == "limit"
+                 else chosen)
         quality = self.problem.surrogate.predict(final)
-        infos = [t.final_info(c, f, q, False) for c, f, q in zip(chosen, final, quality)]
+        infos = [t.final_info(c, f, q, False, tab) for c, f, q, tab in zip(chosen, final, quality, self._tables)]
         rewards = np.asarray(t._shape(quality), dtype=np.float64) * np.ones(self.num_envs)
         if t.enforcement == "penalty":
             rewards = rewards - t.penalty_coef * np.maximum(0.0, np.array([i["budget_used"] for i in infos]) - 1.0)
         self._spent = np.array([i["costs"][table.metric] for i in infos])
         final_info = {key: np.array([i[key] for i in infos], dtype=object) for key in infos[0]}
-        for key in ("quality", "normalized_score", "surrogate_quality", "budget_used"):
+        for key in ("quality", "normalized_score", "surrogate_quality", "budget_used", "budget_ratio"):
             final_info[key] = final_info[key].astype(np.float64)
         final_info["within_budget"] = final_info["within_budget"].astype(bool)
         final_info.update({f"_{key}": np.ones(self.num_envs, dtype=bool) for key in list(final_info)})

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mpq_gym.allocator import tune_allocator
 from mpq_gym.cache import cache_dir, content_hash, entry_key, load_entry, new_lineage, save_atomic, tensor_like
 from mpq_gym.config import DEFAULT_FORMAT, FLOAT_BITS, FP32, SUPPORTED_BITS, Candidate, Config
 from mpq_gym.errors import ConfigError
@@ -35,7 +36,8 @@ class QuantizedModel(nn.Module):
     ranges and AdaRound weights are also cached on disk under ``cache_key``, so :meth:`set_config` never
     re-quantizes or re-traces. Activation ranges are calibrated lazily, on the first configuration that
     quantizes activations, by running the FP32 model over ``calibration_batches()``; the calibration
-    sample stays in memory so other number formats are fitted without another pass.
+    sample stays in memory so other number formats are fitted without another pass. Building one tunes the
+    process's allocator for large tensors (:func:`mpq_gym.allocator.tune_allocator`).
     """
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor,
@@ -43,6 +45,7 @@ class QuantizedModel(nn.Module):
                  settings: QuantSettings = QuantSettings(), cache_key: str | None = None,
                  progress: bool = True) -> None:
         super().__init__()
+        tune_allocator()
         self.settings = settings
         self.progress = progress
         self.model = copy.deepcopy(model).eval()

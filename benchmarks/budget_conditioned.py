@@ -1,0 +1,108 @@
+"""One policy for a range of budgets: train budget-conditioned, score it at budgets it never trained on.
+
+    python -m benchmarks.budget_conditioned --env MixedPrecision-EfficientNetLite0-v0 \
+        --env-kwargs candidates=hardware sensitivity_images=64 --algo ppo --train-range 0.255 0.595 \
+        --eval-budgets 0.3 0.45 0.375 0.255 0.595 --seeds 0 1 2 3 4 --minutes 3 \
+        --out docs/data/budget_conditioned_lite0_hw.json
+
+Each seed trains one agent from scratch in surrogate mode with ``budget_range=(lo, hi)``: every episode
+draws its budget from lo, lo + 0.01, … ≤ hi (:class:`~mpq_gym.envs.env.MixedPrecisionEnv`), so with
+``--train-range 0.255 0.595`` the budgets 0.3 and 0.45 are never drawn (they lie between grid points).
+After training, no further learning: the policy's deterministic episode at each ``--eval-budgets`` value
+(``reset(options={"budget": r})``) is scored by its normalized score at that budget (1 = the surrogate
+optimum, 0 = random feasible configurations; :mod:`mpq_gym.scores`). Results go to ``--out`` after every
+seed (an interrupted job resumes), then a markdown table (IQM with a 95 % bootstrap CI over seeds).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.agents_table import preset
+from mpq_gym.agents.training import env_on_problem, train
+from mpq_gym.bench.aggregate import iqm_interval
+from mpq_gym.budget import Budget
+from mpq_gym.cli.common import parse_env_kwargs
+from mpq_gym.cli.replay import rollout
+from mpq_gym.envs.env import budget_grid, problem_from_env
+from mpq_gym.markdown import markdown_table
+
+
+def run_seed(algo: str, seed: int, problem, train_range: list[float], eval_budgets: list[float],
+             minutes: float | None, episodes: int | None, overrides: dict) -> dict:
+    """Train one budget-conditioned agent and score its deterministic episode at every evaluation budget."""
+    hp = preset(algo, {**overrides, "env_kwargs": {**overrides.get("env_kwargs", {}), "budget_range": train_range}})
+    budget = Budget("bops", train_range[0])
+    env = env_on_problem(algo, problem, budget, hp)
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False, minutes=minutes)
+    single = env_on_problem(algo, problem, budget, {**hp, "n_envs": 1})
+    scores = {}
+    for r in eval_budgets:
+        info = rollout(result.agent, single, deterministic=True, seed=seed, options={"budget": r})
+        scores[f"{r:g}"] = {"normalized": info["normalized_score"], "surrogate_quality": info["surrogate_quality"],
+                            "budget_used": info["budget_used"], "choices": info["choices"]}
+    return {"algo": algo, "seed": seed, "episodes": result.episodes, "wall_s": result.wall_s, "scores": scores}
+
+
+def table(runs: list[dict], budgets: list[float], trained: set[float]) -> str:
+    """Per evaluation budget: whether training drew it, IQM normalized [95 % CI] over seeds, the worst seed."""
+    rows = []
+    for r in budgets:
+        values = np.array([run["scores"][f"{r:g}"]["normalized"] for run in runs])
+        point, low, high = iqm_interval(values)
+        rows.append([f"{r:g}", "yes" if round(r, 6) in trained else "**no**", len(values),
+                     f"{point:.4f} [{low:.4f}, {high:.4f}]", f"{values.min():.4f}"])
+    return markdown_table(["budget r", "drawn in training", "seeds", "normalized IQM [95 % CI]", "worst seed"], rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--env", required=True)
+    ap.add_argument("--env-kwargs", nargs="*", default=[])
+    ap.add_argument("--algo", default="ppo")
+    ap.add_argument("--train-range", nargs=2, type=float, required=True, metavar=("LO", "HI"))
+    ap.add_argument("--eval-budgets", nargs="+", type=float, required=True)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--minutes", type=float, default=None, help="training time per seed")
+    ap.add_argument("--episodes", type=int, default=None, help="also stop after this many episodes")
+    ap.add_argument("--hp", default="{}", help="JSON merged into the preset")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    if args.minutes is None and args.episodes is None:
+        ap.error("give --minutes or --episodes")
+    import torch
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    out = Path(args.out)
+    store = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    problem = problem_from_env(args.env, parse_env_kwargs(args.env_kwargs), progress=True)
+    trained = set(budget_grid(args.train_range).round(6).tolist())
+    store.update(env=args.env, env_kwargs=parse_env_kwargs(args.env_kwargs), algo=args.algo, train_range=args.train_range,
+                 minutes=args.minutes, command=" ".join(["python -m benchmarks.budget_conditioned"] + sys.argv[1:]))
+    done = {run["seed"] for run in store["runs"] if run["algo"] == args.algo}
+    for seed in args.seeds:
+        if seed in done:
+            continue
+        run = run_seed(args.algo, seed, problem, args.train_range, args.eval_budgets, args.minutes, args.episodes,
+                       json.loads(args.hp))
+        store["runs"].append(run)
+        out.write_text(json.dumps(store, indent=1))
+        print(f"seed {seed}: {run['episodes']} episodes, {run['wall_s']:.0f} s: "
+              + ", ".join(f"r={k} {v['normalized']:.4f}" for k, v in run["scores"].items()), flush=True)
+    mine = [run for run in store["runs"] if run["algo"] == args.algo]
+    print(table(mine, args.eval_budgets, trained))
+    print(f"total {time.time() - start:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""``mpq-gym compare DIR/results.csv --baseline ilp``: every policy's configuration against the baseline's
+at the same budget, on the same held-out samples: the difference of the quality metric with a paired
+bootstrap 95 % interval ("ahead" / "behind" only when the interval excludes 0).
+
+Example::
+
+    mpq-gym compare runs/bench/results.csv --baseline ilp
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mpq_gym.bench.paired import compare_results
+from mpq_gym.cli.common import make_parser, print_json, run_cli
+from mpq_gym.errors import ConfigError
+from mpq_gym.markdown import markdown_table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser("compare", __doc__, "runs/bench_digits/results.csv --baseline ilp")
+    parser.add_argument("results", type=Path, help="results.csv written by mpq-gym bench")
+    parser.add_argument("--baseline", default="ilp", help="the policy every row is compared with (default ilp)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.results.exists():
+        raise ConfigError(f"{args.results} does not exist; give the results.csv of a `mpq-gym bench --out` folder")
+    rows = compare_results(args.results, args.baseline, not args.quiet)
+    if args.json:
+        print_json(rows)
+        return 0
+    print(markdown_table(["budget", "policy", "seed", "quality", args.baseline, "difference [95 % paired CI]", "verdict"],
+                         [[r["budget"], r["policy"], r["seed"], r["quality"], r["baseline_quality"],
+                           f"{r['difference']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]", r["verdict"]] for r in rows]))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
