@@ -160,10 +160,15 @@ def test_agents_plug_into_the_benchmark(tmp_path):
     from mpq_gym.bench import register_policy
     from mpq_gym.bench.runner import BenchSpec, read_results, run_benchmark
     register_policy("reinforce_short", partial(agent_search, "reinforce", episodes=16))
-    spec = BenchSpec(DISCRETE, {"candidates": "W2A8,W4A8,W8A8"}, ["ppo", "reinforce_short"], [0.2], seeds=1)
+    register_policy("ppo_rerank_short", partial(agent_search, "ppo", episodes=400, rerank=True))
+    spec = BenchSpec(DISCRETE, {"candidates": "W2A8,W4A8,W8A8"}, ["ppo", "reinforce_short", "ppo_rerank_short"], [0.2],
+                     seeds=1, max_evaluations=5)
     rows = read_results(run_benchmark(spec, tmp_path, progress=False))
-    assert {r["policy"] for r in rows} == {"ppo", "reinforce_short"}
+    assert {r["policy"] for r in rows} == {"ppo", "reinforce_short", "ppo_rerank_short"}
     assert all(r["within_budget"] == "True" and int(r["surrogate_evaluations"]) > 0 for r in rows)
+    by_policy = {r["policy"]: r for r in rows}
+    assert int(by_policy["ppo"]["exact_evaluations"]) == 1  # the harness's one evaluation of the answer
+    assert int(by_policy["ppo_rerank_short"]["exact_evaluations"]) == 5  # the visited configurations, re-ranked
 
 
 def test_learning_curves_script_writes_its_outputs(tmp_path):
