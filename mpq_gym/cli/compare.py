@@ -29,9 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print_json(rows)
         return 0
+    def fmt(value: float, scale: float) -> str:  # 4 decimals for metrics in [-1, 1] (Spearman), else 2
+        return f"{value:+.4f}" if abs(scale) <= 1 else f"{value:+.2f}"
+
     print(markdown_table(["budget", "policy", "seed", "quality", args.baseline, "difference [95 % paired CI]", "verdict"],
                          [[r["budget"], r["policy"], r["seed"], r["quality"], r["baseline_quality"],
-                           f"{r['difference']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]", r["verdict"]] for r in rows]))
+                           f"{fmt(r['difference'], r['baseline_quality'])} [{fmt(r['low'], r['baseline_quality'])}, "
+                           f"{fmt(r['high'], r['baseline_quality'])}]", r["verdict"]] for r in rows]))
     return 0
 
 
