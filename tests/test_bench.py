@@ -140,3 +140,27 @@ def test_compare_gives_paired_intervals_that_agree_with_the_recorded_qualities(b
     assert "difference [95 % paired CI]" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="choose --baseline"):
         compare_results(bench_dir / "results.csv", "nope", progress=False)
+
+
+def test_bench_json_records_provenance(bench_dir):
+    import re
+
+    import torch
+    prov = BenchSpec.load(bench_dir).provenance
+    assert prov["torch"] == torch.__version__.split("+")[0] or prov["torch"] == torch.__version__
+    assert prov["mpq_gym"] and prov["cpu_count"] >= 1 and re.match(r"\d{4}-\d\d-\d\dT", prov["date"])
+    assert prov["commit"] is None or (re.fullmatch(r"[0-9a-f]{40}", prov["commit"]) and isinstance(prov["dirty"], bool))
+
+
+def test_validate_names_the_libraries_that_differ_from_the_recording(bench_dir, tmp_path, capsys):
+    folder = tmp_path / "other_torch"
+    folder.mkdir()
+    (folder / "results.csv").write_text((bench_dir / "results.csv").read_text())
+    spec = json.loads((bench_dir / "bench.json").read_text())
+    spec["provenance"]["torch"] = "1.0.0"
+    (folder / "bench.json").write_text(json.dumps(spec))
+    capsys.readouterr()
+    assert validate_main([str(folder / "results.csv"), "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    from importlib.metadata import version
+    assert out["library_differences"] == {"torch": {"recorded": "1.0.0", "now": version("torch")}}

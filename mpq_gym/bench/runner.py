@@ -25,8 +25,9 @@ from mpq_gym.budget import Budget
 from mpq_gym.cache import write_atomic
 from mpq_gym.envs.env import check_env_kwargs, problem_from_env
 from mpq_gym.envs.registration import require_env_id
-from mpq_gym.problem import Problem
 from mpq_gym.errors import ConfigError, InputFileError
+from mpq_gym.problem import Problem
+from mpq_gym.provenance import provenance
 
 #: splits a benchmark may report on
 REPORT_SPLITS = ("test", "search", "calibration")
@@ -43,6 +44,8 @@ class BenchSpec:
     seeds: int = 5
     max_evaluations: int | None = None
     report_split: str = "test"
+    #: how the last run that wrote the folder was made (:func:`mpq_gym.provenance.provenance`); not compared
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require_env_id(self.env_id)
@@ -81,7 +84,7 @@ class BenchSpec:
 
     def save(self, out: Path) -> None:
         """Write ``bench.json`` (see :meth:`merged`)."""
-        (out / "bench.json").write_text(json.dumps(self.merged(out), indent=2))
+        (out / "bench.json").write_text(json.dumps({**self.merged(out), "provenance": provenance()}, indent=2))
 
     @classmethod
     def load(cls, out: Path) -> "BenchSpec":

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mpq_gym.bench.runner import read_results
+from mpq_gym.bench.runner import BenchSpec, read_results
 from mpq_gym.bench.validate import validate
 from mpq_gym.cli.common import make_parser, positive_float, print_json, run_cli
 from mpq_gym.errors import ConfigError
+from mpq_gym.provenance import library_differences
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.results.exists():
         raise ConfigError(f"{args.results} does not exist; give the results.csv of a `mpq-gym bench --out` folder")
     flagged = validate(args.results, args.tolerance, not args.quiet)
-    print_json({"rows": len(read_results(args.results)), "flagged": flagged})
+    out = {"rows": len(read_results(args.results)), "flagged": flagged}
+    differences = library_differences(BenchSpec.load(args.results.parent).provenance)
+    if differences:  # the likely cause of flagged rows, said up front
+        out["library_differences"] = {name: {"recorded": old, "now": new} for name, (old, new) in differences.items()}
+    print_json(out)
     return 1 if flagged else 0
 
 
