@@ -7,6 +7,8 @@ surrogate's predicted output noise, solved to optimality with ``scipy.optimize.m
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mpq_gym.budget import solve_assignment_ilp  # noqa: F401  (re-exported: the solver lives with the budget)
@@ -25,5 +27,7 @@ def ilp_search(ctx: SearchContext, seed: int = 0) -> np.ndarray:
 def ilp_rerank_search(ctx: SearchContext, seed: int = 0, top_k: int | None = None) -> np.ndarray:
     """The best by exact quality of the ``top_k`` least-noise configurations within the budget (the ILP's
     optimum and the next best knapsack solutions; default: as many as the evaluation budget allows)."""
-    k = max(1, int(top_k if top_k is not None else min(ctx.remaining, MAX_RERANK)))
+    if top_k is None:
+        top_k = MAX_RERANK if math.isinf(ctx.remaining) else ctx.remaining
+    k = max(1, int(top_k))
     return ctx.rerank_exactly(ctx.budget_table.least_penalties(noise_power(ctx.sensitivity.sqnr_db), k))

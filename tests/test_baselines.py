@@ -170,9 +170,19 @@ def test_ilp_top_k_lists_the_k_best_knapsack_solutions_and_rerank_picks_by_exact
 
 def test_ilp_rerank_spends_its_evaluations_on_the_best_knapsack_solutions(problem):
     ctx = SearchContext(problem, Budget("bops", 0.2), max_evaluations=4)
-    choices = ilp_rerank_search(ctx, 0)
+    choices = ilp_rerank_search(ctx, 0)  # as many as the evaluation budget allows
     optimum = ilp_search(SearchContext(problem, Budget("bops", 0.2)), 0)
     top = ctx.budget_table.least_penalties(np.power(10.0, -problem.sensitivity.sqnr_db / 10), 4)
     assert ctx.evaluations == 4 and set(ctx.evaluated) == {tuple(int(c) for c in t) for t in top}
     assert tuple(optimum) in ctx.evaluated and ctx.fits(choices)
     assert ctx.evaluated[tuple(int(c) for c in choices)] == max(ctx.evaluated.values())
+
+
+def test_ilp_rerank_uses_the_whole_evaluation_budget_beyond_its_default(problem):
+    from mpq_gym.baselines.ilp import MAX_RERANK
+    ctx = SearchContext(problem, Budget("bops", 0.3), max_evaluations=MAX_RERANK + 4)
+    ilp_rerank_search(ctx, 0)
+    assert ctx.evaluations == MAX_RERANK + 4
+    unlimited = SearchContext(problem, Budget("bops", 0.3))
+    ilp_rerank_search(unlimited, 0)
+    assert unlimited.evaluations == MAX_RERANK
