@@ -138,6 +138,11 @@ def test_compare_gives_paired_intervals_that_agree_with_the_recorded_qualities(b
     assert any(r["high"] > r["low"] for r in rows)  # some configurations differ on some samples
     assert compare_main([str(bench_dir / "results.csv"), "--quiet"]) == 0
     assert "difference [95 % paired CI]" in capsys.readouterr().out
+    pooled = compare_results(bench_dir / "results.csv", "ilp", progress=False, pool_seeds=True)
+    random_rows = [r for r in rows if r["policy"] == "random" and r["budget"] == "0.2"]
+    (mean,) = [r for r in pooled if r["policy"] == "random" and r["budget"] == "0.2"]
+    assert mean["seeds"] == 2 and mean["low"] <= mean["difference"] <= mean["high"]
+    assert mean["difference"] == pytest.approx(np.mean([r["difference"] for r in random_rows]), abs=1e-6)
     with pytest.raises(ConfigError, match="choose --baseline"):
         compare_results(bench_dir / "results.csv", "nope", progress=False)
 
