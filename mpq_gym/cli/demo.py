@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--budget", type=positive_float, default=0.375, help="BOPs budget, ratio of uniform W8A16")
     parser.add_argument("--episodes", type=positive_int, default=3000,
-                        help="PPO training episodes (surrogate mode, 8 vector copies; ~1.5 min on 2 cores)")
+                        help="PPO training episodes (surrogate mode, 8 vector copies; ~45 s on 2 cores)")
     parser.add_argument("--minutes", type=positive_float, default=None,
                         help="also stop PPO after this long (results then depend on the machine's speed)")
     parser.add_argument("--max-evaluations", type=positive_int, default=4, help="exact evaluations per search")
