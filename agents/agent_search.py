@@ -9,13 +9,13 @@ quality: the agent proposes, the network decides where the surrogate cannot (int
 """
 from __future__ import annotations
 
-import csv
 import tempfile
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from mpq_gym.agents.recording import read_episodes
 from mpq_gym.agents.training import env_on_problem, load_hyperparams, train
 from mpq_gym.search import SearchContext
 
@@ -47,8 +47,7 @@ def agent_search(algo: str, ctx: SearchContext, seed: int = 0, episodes: int | N
 
 def _visited(episodes_csv: Path) -> np.ndarray:
     """[N, G] the configurations within budget of a run's episodes."""
-    with episodes_csv.open(newline="") as f:
-        rows = [r["choices"] for r in csv.DictReader(f) if r["within_budget"] == "True"]
+    rows = [r["choices"] for r in read_episodes(episodes_csv) if r["within_budget"]]
     return np.array([[int(c) for c in row.split()] for row in rows], dtype=np.int64)
 
 

@@ -20,6 +20,17 @@ EPISODE_COLUMNS = ("episode", "wall_s", "reward", "quality", "exact", "normalize
 LOGGED = ("reward", "quality", "normalized_score", "budget_used", "best_quality", "best_normalized")
 
 
+def read_episodes(csv_path: Path) -> list[dict[str, Any]]:
+    """The rows of an ``episodes.csv`` (empty when there is none), with ``episode`` as int, ``quality`` and
+    ``normalized_score`` as floats and ``within_budget`` as bool; the other columns as written."""
+    if not csv_path.exists():
+        return []
+    with csv_path.open(newline="") as f:
+        return [dict(r, quality=float(r["quality"]), within_budget=r["within_budget"] == "True",
+                     episode=int(r["episode"]), normalized_score=float(r["normalized_score"]))
+                for r in csv.DictReader(f)]
+
+
 class EpisodeLog:
     """Appends one row per finished episode and keeps the best configuration within budget.
 
@@ -40,21 +51,13 @@ class EpisodeLog:
         self.best_path = self.run_dir / "best_config.json"
         self.episodes = episodes_done
         self.best: dict[str, Any] | None = None
-        kept = self._rows()[:episodes_done]
+        kept = read_episodes(self.csv_path)[:episodes_done]
         self._rewrite(kept)
         for row in kept:
             self._consider(row, None)
         self._clock_start = time.perf_counter() - (float(kept[-1]["wall_s"]) if kept else 0.0)
         self.bar = tqdm(total=total_episodes, initial=episodes_done, desc="episodes", disable=not progress,
                         unit="ep")
-
-    def _rows(self) -> list[dict[str, Any]]:
-        if not self.csv_path.exists():
-            return []
-        with self.csv_path.open(newline="") as f:
-            return [dict(r, quality=float(r["quality"]), within_budget=r["within_budget"] == "True",
-                         episode=int(r["episode"]), normalized_score=float(r["normalized_score"]))
-                    for r in csv.DictReader(f)]
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
         with self.csv_path.open("w", newline="") as f:

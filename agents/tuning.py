@@ -10,7 +10,6 @@ preset is written as a YAML file in the layout of ``agents/hyperparams``.
 """
 from __future__ import annotations
 
-import csv
 import math
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from mpq_gym.agents.recording import read_episodes
 from mpq_gym.agents.training import ALGOS, VECTOR_ALGOS, env_on_problem, load_hyperparams, train
 from mpq_gym.budget import Budget
 from mpq_gym.errors import ConfigError
@@ -90,8 +90,7 @@ def objective(algo: str, problem: Problem, budget: Budget, episodes: int | None,
         with tempfile.TemporaryDirectory() as run_dir:
             result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False,
                            tracker=_TrialReporter(trial, report_every), minutes=minutes)
-            with (Path(run_dir) / "episodes.csv").open(newline="") as f:
-                rows = list(csv.DictReader(f))
+            rows = read_episodes(Path(run_dir) / "episodes.csv")
         if result.best is None:
             return -1.0
         final = float(result.best["normalized_score"])

@@ -15,7 +15,6 @@ episodes (``--plot``).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import resource
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mpq_gym.agents.recording import read_episodes
 from mpq_gym.agents.training import env_on_problem, load_hyperparams, train
 from mpq_gym.bench.aggregate import iqm_interval
 from mpq_gym.budget import Budget
@@ -51,8 +51,7 @@ def run_one(algo: str, seed: int, problem, budget: Budget, minutes: float, episo
     env = env_on_problem(algo, problem, budget, hp)
     with tempfile.TemporaryDirectory() as run_dir:
         result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False, minutes=minutes)
-        with (Path(run_dir) / "episodes.csv").open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = read_episodes(Path(run_dir) / "episodes.csv")
     curve = [(int(r["episode"]), float(r["wall_s"]), float(r["best_normalized"])) for r in rows]
     reached = next((c for c in curve if c[2] >= TARGET), None)
     return {"algo": algo + tag, "seed": seed, "overrides": overrides or {}, "episodes": result.episodes, "wall_s": result.wall_s,

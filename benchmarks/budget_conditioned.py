@@ -84,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     out = Path(args.out)
     store = json.loads(out.read_text()) if out.exists() else {"runs": []}
-    problem = problem_from_env(args.env, parse_env_kwargs(args.env_kwargs), progress=True)
+    kwargs = parse_env_kwargs(args.env_kwargs)
+    problem = problem_from_env(args.env, kwargs, progress=True)
     trained = set(budget_grid(args.train_range).round(6).tolist())
-    store.update(env=args.env, env_kwargs=parse_env_kwargs(args.env_kwargs), algo=args.algo, train_range=args.train_range,
+    store.update(env=args.env, env_kwargs=kwargs, algo=args.algo, train_range=args.train_range,
                  minutes=args.minutes, command=" ".join(["python -m benchmarks.budget_conditioned"] + sys.argv[1:]))
     done = {run["seed"] for run in store["runs"] if run["algo"] == args.algo}
     for seed in args.seeds:

@@ -11,14 +11,13 @@ Outputs ``curves.png``, ``curves.md`` and ``curves.json`` in ``--out``; runs liv
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mpq_gym.agents.recording import EpisodeLog
+from mpq_gym.agents.recording import EpisodeLog, read_episodes
 from mpq_gym.agents.training import env_on_problem, load_hyperparams, train
 from mpq_gym.baselines.uniform import uniform_search
 from mpq_gym.bench.cells import make_problem
@@ -49,11 +48,6 @@ def random_run(env: MixedPrecisionEnv, episodes: int, seed: int, run_dir: Path) 
     return log.best
 
 
-def _episodes(run_dir: Path) -> list[dict[str, str]]:
-    with (run_dir / "episodes.csv").open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def run_setting(problem: Problem, ratio: float, metric: str, algos: list[str], seeds: int, episodes: int,
                 out: Path, progress: bool) -> dict[str, Any]:
     """Train every algo x seed plus random search on one (problem, budget); score the bests exactly."""
@@ -76,7 +70,7 @@ def run_setting(problem: Problem, ratio: float, metric: str, algos: list[str], s
         "uniform": {"config": str(problem.candidates[int(uniform[0])]), "test": problem.quality(problem.config(uniform), "test"),
                     "bops_ratio": ctx.total_cost(uniform) / ctx.budget_table.reference_cost}, "algos": {}}
     for algo, dirs in runs.items():
-        rows = [_episodes(d) for d in dirs]
+        rows = [read_episodes(d / "episodes.csv") for d in dirs]
         bests = [json.loads((d / "best_config.json").read_text()) for d in dirs]
         result["algos"][algo] = {
             "best_surrogate": [b["quality"] for b in bests],
