@@ -145,6 +145,12 @@ def test_compare_gives_paired_intervals_that_agree_with_the_recorded_qualities(b
     assert mean["difference"] == pytest.approx(np.mean([r["difference"] for r in random_rows]), abs=1e-6)
     with pytest.raises(ConfigError, match="choose --baseline"):
         compare_results(bench_dir / "results.csv", "nope", progress=False)
+    first_random = {r["budget"]: float(r["quality"]) for r in reversed(read_results(bench_dir / "results.csv"))
+                    if r["policy"] == "random"}  # reversed: the first seed's row wins
+    against_random = compare_results(bench_dir / "results.csv", "random", progress=False)
+    assert all(r["baseline_quality"] == first_random[r["budget"]] for r in against_random)
+    assert sorted((r["policy"], r["seed"]) for r in against_random if r["budget"] == "0.2") == [
+        ("greedy", 0), ("ilp", 0), ("random", 1), ("uniform", 0)]
 
 
 def test_bench_json_records_provenance(bench_dir):
@@ -169,3 +175,20 @@ def test_validate_names_the_libraries_that_differ_from_the_recording(bench_dir, 
     out = json.loads(capsys.readouterr().out)
     from importlib.metadata import version
     assert out["library_differences"] == {"torch": {"recorded": "1.0.0", "now": version("torch")}}
+
+
+def test_git_state_names_a_commit_only_for_files_the_checkout_tracks(tmp_path):
+    from pathlib import Path
+
+    from mpq_gym import provenance
+    untracked = tmp_path / "file.py"  # outside any repository
+    untracked.write_text("")
+    assert provenance.git_state(untracked) == {"commit": None, "dirty": None}
+    ignored = Path(__file__).resolve().parents[1] / "runs" / "ignored_by_git.txt"  # inside the checkout, ignored
+    ignored.write_text("")
+    try:
+        assert provenance.git_state(ignored) == {"commit": None, "dirty": None}
+    finally:
+        ignored.unlink()
+    tracked = provenance.git_state(Path(provenance.__file__))
+    assert tracked["commit"] is None or isinstance(tracked["dirty"], bool)

@@ -56,7 +56,10 @@ def compare_results(results: Path, baseline: str, progress: bool = True, pool_se
     rows = read_results(results)
     if not rows:
         raise ConfigError(f"{results} has no rows to compare")
-    references = {row["budget"]: row for row in rows if row["policy"] == baseline}
+    references: dict[str, dict[str, str]] = {}
+    for row in rows:  # the baseline's first row (seed) at each budget
+        if row["policy"] == baseline:
+            references.setdefault(row["budget"], row)
     if not references:
         policies = sorted({row["policy"] for row in rows})
         raise ConfigError(f"no {baseline!r} rows in {results}: choose --baseline from {policies}")
