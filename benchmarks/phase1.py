@@ -13,7 +13,8 @@ import time
 from benchmarks.common import peak_rss_gb, reproduce_command, time_forward
 from mpq_gym.cli.common import add_workload_args, print_json, run_cli, workload_from_args
 from mpq_gym.config import FP32, uniform_config
-from mpq_gym.evaluate.sensitivity import chain_stages, compute_sensitivity
+from mpq_gym.evaluate.sensitivity import compute_sensitivity
+from mpq_gym.quant.stages import StageChain
 from mpq_gym.problem import Problem
 
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     cells = table.sqnr_db.size
     print_json({"workload": workload.name, "candidates": [str(c) for c in problem.candidates],
                 "images": len(inputs), "groups": len(problem.groups), "cells": cells,
-                "stages": len(chain_stages(qm.model, inputs[:1])),
+                "stages": len(StageChain.build(qm.model, inputs[:1])),
                 "phase1_s": round(phase1, 1), "fp32_forward_s": round(fp32, 3),
                 "ratio_vs_cells_x_fp32_forward": round(phase1 / (cells * fp32), 3),
                 "one_time_setup_s": round(setup, 1), "peak_rss_gb": round(peak_rss_gb(), 2),

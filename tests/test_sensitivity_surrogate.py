@@ -8,7 +8,8 @@ from mpq_gym.candidates import make_groups, parse_candidates
 from mpq_gym.config import Candidate
 from mpq_gym.errors import ConfigError
 from mpq_gym.metrics import sqnr_db
-from mpq_gym.evaluate.sensitivity import chain_stages, compute_sensitivity
+from mpq_gym.evaluate.sensitivity import compute_sensitivity
+from mpq_gym.quant.stages import StageChain
 from mpq_gym.problem import Problem, graded_random_choices
 from mpq_gym.quant.graph import quantizable_layers
 from mpq_gym.workloads import get_workload
@@ -43,13 +44,13 @@ def test_tied_layers_always_share_a_choice(digits):
 @pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0"])
 def test_networks_decompose_into_a_verified_chain(name):
     workload = get_workload(name, random_weights=True)
-    stages = chain_stages(workload.model.eval(), workload.example_input())
+    stages = StageChain.build(workload.model.eval(), workload.example_input()).stages
     assert len(stages) > 5 and stages[0][0] != ""
 
 
 def test_non_chain_models_fall_back_to_one_stage():
     workload = get_workload("mobilenet_v2", random_weights=True)  # pools functionally between stages
-    assert chain_stages(workload.model.eval(), workload.example_input())[0][0] == ""
+    assert StageChain.build(workload.model.eval(), workload.example_input()).names[0] == ""
 
 
 def test_sensitivity_matches_full_network_evaluation(problem):

@@ -1,11 +1,9 @@
 """Phase-1 sensitivity: S[group, candidate] = output SQNR (dB) with only that group quantized.
 
 Label-free (the AIMET mixed-precision paper's Omega^SQNR), on the calibration split. The network is
-cut into a chain of stages (its top-level modules, ``nn.Sequential`` containers expanded, checked
-against the real forward); the FP32 input of each stage is computed once, so a cell re-runs only the
-suffix of the network from the stage holding its group. Networks that are not such a chain (the
-check fails) fall back to one stage: correct, only slower. Rows are saved as they finish, so an
-interrupted run resumes where it stopped.
+cut into a verified chain of stages (:class:`mpq_gym.quant.stages.StageChain`); the FP32 input of each
+stage is computed once, so a cell re-runs only the suffix of the network from the stage holding its
+group. Rows are saved as they finish, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
@@ -16,7 +14,6 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic, tensor_like
@@ -24,6 +21,7 @@ from mpq_gym.candidates import QuantizerGroup
 from mpq_gym.config import FP32, Candidate, uniform_config
 from mpq_gym.metrics import sqnr_db
 from mpq_gym.quant.model import QuantizedModel
+from mpq_gym.quant.stages import StageChain
 
 SENSITIVITY_FORMAT = 4
 
@@ -57,46 +55,6 @@ class SensitivityTable:
         Path(path).write_text(json.dumps(self.to_json(), indent=1))
 
 
-def _stage_list(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    stages = []
-    for name, child in model.named_children():
-        full = f"{prefix}{name}"
-        stages += _stage_list(child, full + ".") if isinstance(child, nn.Sequential) else [(full, child)]
-    return stages
-
-
-def _run_stages(stages: Sequence[tuple[str, nn.Module]], x: torch.Tensor) -> torch.Tensor:
-    for _, module in stages:
-        if isinstance(module, nn.Linear) and x.ndim > 2:
-            x = x.flatten(1)
-        x = module(x)
-    return x
-
-
-@torch.inference_mode()
-def chain_stages(model: nn.Module, example_input: torch.Tensor) -> list[tuple[str, nn.Module]]:
-    """The model as a verified chain of (name, module) stages, or ``[("", model)]`` if it is not one."""
-    stages = _stage_list(model)
-    try:
-        reference = model(example_input)
-        if stages and torch.allclose(_run_stages(stages, example_input), reference, rtol=1e-5, atol=1e-6):
-            return stages
-    except Exception:  # noqa: BLE001 - a module that rejects the chained input is simply not a chain
-        pass
-    return [("", model)]
-
-
-def _stage_of(layer: str, stages: Sequence[tuple[str, nn.Module]]) -> int:
-    for i, (name, _) in enumerate(stages):
-        if name == "" or layer == name or layer.startswith(name + "."):
-            return i
-    raise ValueError(f"layer {layer!r} is in no stage")
-
-
-def _batched(stages: Sequence[tuple[str, nn.Module]], x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([_run_stages(stages, x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
 @torch.inference_mode()
 def sensitivity_rows(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Sequence[QuantizerGroup],
                      candidates: Sequence[Candidate], which: Sequence[int], batch_size: int = 32,
@@ -106,20 +64,20 @@ def sensitivity_rows(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Seque
     fp32 = uniform_config(qmodel.layer_names, FP32)
     qmodel.prepare_candidates([layer for g in which for layer in groups[g].layers], candidates)  # one data pass
     qmodel.set_config(fp32)
-    stages = chain_stages(qmodel.model, inputs[:1])
-    reference = _batched(stages, inputs, batch_size).float()
-    start = {g: min(_stage_of(layer, stages) for layer in groups[g].layers) for g in which}
+    chain = StageChain.build(qmodel.model, inputs[:1])
+    reference = chain.run_batched(inputs, batch_size).float()
+    start = {g: min(chain.stage_of(layer) for layer in groups[g].layers) for g in which}
     rows: dict[int, np.ndarray] = {}
     current, x = 0, inputs
     for g in sorted(which, key=start.__getitem__):
         target = start[g]
         qmodel.set_config(fp32)
-        x = _batched(stages[current:target], x, batch_size) if target > current else x
+        x = chain.run_batched(x, batch_size, current, target) if target > current else x
         current = target
         row = np.empty(len(candidates))
         for c, candidate in enumerate(candidates):
             qmodel.set_config({**fp32, **{layer: candidate for layer in groups[g].layers}})
-            row[c] = sqnr_db(_batched(stages[current:], x, batch_size).float(), reference)
+            row[c] = sqnr_db(chain.run_batched(x, batch_size, current).float(), reference)
         rows[g] = row
         if on_row is not None:
             on_row(g, row)
