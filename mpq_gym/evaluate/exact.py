@@ -96,13 +96,18 @@ class ExactEvaluator:
             if deps.get(fp32_entry) == fp32_digest:
                 return dict(value)
             self.store.delete(key)
+        return self.evaluate_with_outputs(config, split)[0]
+
+    def evaluate_with_outputs(self, config: Config, split: str = "search") -> tuple[dict[str, float], torch.Tensor]:
+        """(metrics, outputs) of ``config`` on ``split``: always one forward pass (the FP32 configuration
+        excepted); the metrics are stored like :meth:`evaluate`'s."""
         reference = self.fp32_outputs(split)
         is_fp32 = all(c == FP32 for c in config.values())
         outputs = reference if is_fp32 else self.outputs(config, split)
         result = dict(self.workload.metric(outputs, self.workload.split(split).targets, reference))
         result["sqnr_db"] = sqnr_db(outputs, reference)
-        self.store.put(key, result, self._deps(split, is_fp32))
-        return dict(result)
+        self.store.put(self._key(config, split), result, self._deps(split, is_fp32))
+        return dict(result), outputs
 
     def _fp32_entry(self, split: str) -> tuple[str, str]:
         self.fp32_outputs(split)
