@@ -141,7 +141,7 @@ class SearchContext:
                 "evaluations left; check ctx.remaining before evaluating")
         if self.pool is not None and len(new) > 1:
             self.evaluated.update(zip(new, self.pool.qualities(new, self.split)))
-        for key in new:
+        for key in sorted(new):  # groups run in execution order: sorted, neighbours share the longest prefixes
             self.quality(key)
         return [self.evaluated[k] for k in keys]
 

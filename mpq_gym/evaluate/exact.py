@@ -1,7 +1,17 @@
-"""Exact evaluator: run the fake-quantized network on a data split, memoised by configuration hash."""
+"""Exact evaluator: run the fake-quantized network on a data split, memoised by configuration hash.
+
+Reused activations: the network runs as its verified chain of stages (:class:`StageChain`), and the input
+of each stage is kept (:class:`StageInputCache`, an LRU bounded in bytes) under the configuration of every
+layer before that stage. A configuration whose first change against some recently evaluated one lies in
+stage s re-runs only stages s.. from the kept input: greedy's path, evolution's mutants, the uniform sweep
+and the env's exact mode all share prefixes. The outputs are the same tensors a full forward gives.
+"""
 from __future__ import annotations
 
+import os
 import warnings
+from collections import OrderedDict
+from typing import Hashable
 
 import torch
 from tqdm.auto import tqdm
@@ -12,12 +22,70 @@ from mpq_gym.metrics import sqnr_db
 from mpq_gym.evaluate.store import ResultStore
 from mpq_gym.quant.model import QuantizedModel
 from mpq_gym.quant.quantizers import QuantSettings
+from mpq_gym.quant.stages import StageChain
 from mpq_gym.workloads.base import Workload
 
 #: Bump when the numerics of an evaluation change, so stale memoised results are not reused.
 EVAL_FORMAT = 4
 #: Bump when the FP32-outputs cache layout changes.
 FP32_FORMAT = 2
+#: bytes of stage inputs kept for reuse; ``MPQ_GYM_REUSE_BYTES`` overrides it, 0 turns reuse off
+DEFAULT_REUSE_BYTES = 2 * 1024 ** 3
+
+
+def reuse_bytes() -> int:
+    """The stage-input budget in bytes (:data:`DEFAULT_REUSE_BYTES` unless ``MPQ_GYM_REUSE_BYTES`` is set)."""
+    value = os.environ.get("MPQ_GYM_REUSE_BYTES", "")
+    try:
+        return int(float(value)) if value else DEFAULT_REUSE_BYTES
+    except ValueError:
+        raise ValueError(f"MPQ_GYM_REUSE_BYTES={value!r} is not a number of bytes; unset it or give e.g. 2e9") from None
+
+
+class StageInputCache:
+    """Least-recently-used stage inputs (a list of per-batch tensors per key), at most ``max_bytes`` in all.
+
+    An input larger than ``max_bytes / MIN_ENTRIES`` is not kept: the largest activations are the early,
+    high-resolution ones, whose prefix is the cheapest to recompute, and keeping one would evict many
+    deeper (smaller, costlier to recompute) stage inputs."""
+
+    MIN_ENTRIES = 8
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[Hashable, list[torch.Tensor]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+    def get(self, key: Hashable) -> list[torch.Tensor] | None:
+        """The kept tensors of ``key`` (now the most recently used), or None."""
+        if key not in self._entries:
+            return None
+        self._entries.move_to_end(key)
+        return self._entries[key]
+
+    def put(self, key: Hashable, tensors: list[torch.Tensor]) -> None:
+        """Keep ``tensors`` under ``key``, dropping the least recently used entries to stay within the budget."""
+        size = sum(t.numel() * t.element_size() for t in tensors)
+        if size > self.max_bytes / self.MIN_ENTRIES or key in self._entries:
+            return
+        while self.bytes + size > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self.bytes -= sum(t.numel() * t.element_size() for t in dropped)
+        self._entries[key] = tensors
+        self.bytes += size
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self._entries.clear()
+        self.bytes = 0
 
 
 def build_quantized_model(workload: Workload, settings: QuantSettings = QuantSettings(),
@@ -43,6 +111,9 @@ class ExactEvaluator:
         self.store = store if store is not None else ResultStore.default()
         self.progress = progress
         self.forward_passes = 0
+        self.stage_inputs = StageInputCache(reuse_bytes())
+        self._chain: StageChain | None = None
+        self._prefix_layers: list[list[str]] = []
         self._fp32_outputs: dict[str, torch.Tensor] = {}
         self._fp32_entries: dict[str, tuple[str, str]] = {}  # split -> (cache entry, checksum)
 
@@ -50,17 +121,44 @@ class ExactEvaluator:
         return content_hash(EVAL_FORMAT, self.workload.fingerprint(), self.qmodel.settings, split,
                             config_to_json(config))
 
+    @property
+    def chain(self) -> StageChain:
+        """The model's verified chain of stages (built on first use)."""
+        if self._chain is None:
+            self._chain = StageChain.build(self.qmodel.model, self.workload.example_input())
+            stage = {name: self._chain.stage_of(name) for name in self.qmodel.layer_names}
+            self._prefix_layers = [[n for n in self.qmodel.layer_names if stage[n] < s] for s in range(len(self._chain))]
+        return self._chain
+
+    def _batches(self, split: str) -> list[torch.Tensor]:
+        return [x for x, _ in self.workload.split(split).batches(self.workload.batch_size)]
+
     @torch.inference_mode()
     def outputs(self, config: Config, split: str) -> torch.Tensor:
-        """Model outputs on ``split`` under ``config`` (always computed, never memoised)."""
+        """Model outputs on ``split`` under ``config`` (always computed, never memoised; the stages before the
+        first one whose layers differ from a kept prefix are not re-run)."""
         self.qmodel.set_config(config)
-        data = self.workload.split(split)
         self.forward_passes += 1
-        batches = data.batches(self.workload.batch_size)
-        if self.progress:
-            batches = tqdm(batches, total=-(-len(data) // self.workload.batch_size), desc=f"evaluating on {split}",
-                           leave=False)
-        return torch.cat([self.qmodel(x).float() for x, _ in batches])
+        chain = self.chain
+        if self.stage_inputs.max_bytes <= 0 or len(chain) == 1:
+            batches = self._batches(split)
+            if self.progress:
+                batches = tqdm(batches, desc=f"evaluating on {split}", leave=False)
+            return torch.cat([self.qmodel(x).float() for x in batches])
+        keys = [(split, s, tuple(config[n] for n in layers)) for s, layers in enumerate(self._prefix_layers)]
+        start = next((s for s in range(len(chain) - 1, 0, -1) if keys[s] in self.stage_inputs), 0)
+        if start:
+            self.stage_inputs.hits += 1
+        else:
+            self.stage_inputs.misses += 1
+        xs = self.stage_inputs.get(keys[start]) if start else self._batches(split)
+        for s in tqdm(range(start, len(chain)), desc=f"evaluating on {split}", leave=False, disable=not self.progress):
+            # a kept input is cloned: a stage may work in place on its input (e.g. a ReLU(inplace=True))
+            kept = keys[s] in self.stage_inputs
+            xs = [chain.run(x.clone() if kept else x, s, s + 1) for x in xs]
+            if s + 1 < len(chain):
+                self.stage_inputs.put(keys[s + 1], xs)
+        return torch.cat([x.float() for x in xs])
 
     def fp32_outputs(self, split: str) -> torch.Tensor:
         """FP32 outputs on ``split`` (cached in memory and on disk; a damaged file is recomputed)."""
