@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -55,34 +55,75 @@ class SensitivityTable:
         Path(path).write_text(json.dumps(self.to_json(), indent=1))
 
 
+#: a row's key -> the partial configurations (layer -> candidate, every other layer FP32) its cells measure
+Cells = Mapping[Hashable, Sequence[Mapping[str, Candidate]]]
+
+
 @torch.inference_mode()
-def sensitivity_rows(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Sequence[QuantizerGroup],
-                     candidates: Sequence[Candidate], which: Sequence[int], batch_size: int = 32,
-                     on_row: Callable[[int, np.ndarray], None] | None = None) -> dict[int, np.ndarray]:
-    """Rows S[g, :] for the groups ``which``, visiting them in execution order so each re-runs only the
-    suffix of the network after its first layer; ``on_row(g, row)`` sees each row as it is done."""
+def masked_sqnr_rows(qmodel: QuantizedModel, inputs: torch.Tensor, cells: Cells, batch_size: int = 32,
+                     on_row: Callable[[Hashable, np.ndarray], None] | None = None) -> dict[Hashable, np.ndarray]:
+    """Output SQNR of each partial configuration (the rest of the network FP32) in each row of ``cells``; rows
+    are visited in execution order of their first layer, so each re-runs only the suffix of the network from
+    that layer's stage. ``on_row(key, row)`` sees each row as it is done."""
     fp32 = uniform_config(qmodel.layer_names, FP32)
-    qmodel.prepare_candidates([layer for g in which for layer in groups[g].layers], candidates)  # one data pass
     qmodel.set_config(fp32)
     chain = StageChain.build(qmodel.model, inputs[:1])
     reference = chain.run_batched(inputs, batch_size).float()
-    start = {g: min(chain.stage_of(layer) for layer in groups[g].layers) for g in which}
-    rows: dict[int, np.ndarray] = {}
+    start = {key: min(chain.stage_of(layer) for partial in row for layer in partial) for key, row in cells.items()}
+    rows: dict[Hashable, np.ndarray] = {}
     current, x = 0, inputs
-    for g in sorted(which, key=start.__getitem__):
-        target = start[g]
+    for key in sorted(cells, key=start.__getitem__):
+        target = start[key]
         qmodel.set_config(fp32)
         x = chain.run_batched(x, batch_size, current, target) if target > current else x
         current = target
-        row = np.empty(len(candidates))
-        for c, candidate in enumerate(candidates):
-            qmodel.set_config({**fp32, **{layer: candidate for layer in groups[g].layers}})
-            row[c] = sqnr_db(chain.run_batched(x, batch_size, current).float(), reference)
-        rows[g] = row
+        row = np.empty(len(cells[key]))
+        for c, partial in enumerate(cells[key]):
+            qmodel.set_config({**fp32, **partial})
+            row[c] = sqnr_db(chain.run_batched(x.clone(), batch_size, current).float(), reference)
+        rows[key] = row
         if on_row is not None:
-            on_row(g, row)
+            on_row(key, row)
     qmodel.set_config(fp32)
     return rows
+
+
+def sensitivity_rows(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Sequence[QuantizerGroup],
+                     candidates: Sequence[Candidate], which: Sequence[int], batch_size: int = 32,
+                     on_row: Callable[[int, np.ndarray], None] | None = None) -> dict[int, np.ndarray]:
+    """Rows S[g, :] for the groups ``which`` (:func:`masked_sqnr_rows`); ``on_row(g, row)`` sees each row."""
+    qmodel.prepare_candidates([layer for g in which for layer in groups[g].layers], candidates)  # one data pass
+    cells = {g: [{layer: c for layer in groups[g].layers} for c in candidates] for g in which}
+    return masked_sqnr_rows(qmodel, inputs, cells, batch_size, on_row)  # type: ignore[arg-type]
+
+
+def resumable_rows(path: Path | None, shape: tuple[int, int], fill: Callable[[list[int], Callable[[int, np.ndarray], None]], None],
+                   desc: str, progress: bool = True) -> np.ndarray:
+    """A [rows, columns] float64 table filled row by row by ``fill(pending, record)``, saved (atomically, with
+    which rows are done) after every row at ``path``, so an interrupted fill resumes where it stopped."""
+    def valid(stored: Any) -> bool:  # the layout record() writes, for this table's shape
+        return (isinstance(stored, dict) and set(stored) == {"sqnr", "done"}
+                and tensor_like(stored["sqnr"], shape, torch.float64) and isinstance(stored["done"], list)
+                and len(stored["done"]) == shape[0] and all(isinstance(d, bool) for d in stored["done"])
+                and not bool(torch.isnan(stored["sqnr"][torch.tensor(stored["done"], dtype=torch.bool)]).any()))
+
+    stored = load_cached(path, valid) if path is not None else None
+    state = ({"sqnr": stored["sqnr"].numpy().copy(), "done": list(stored["done"])} if stored is not None
+             else {"sqnr": np.full(shape, np.nan), "done": [False] * shape[0]})
+    pending = [i for i in range(shape[0]) if not state["done"][i]]
+    if not pending:
+        return state["sqnr"]
+    bar = tqdm(total=shape[0] * shape[1], initial=(shape[0] - len(pending)) * shape[1], desc=desc, disable=not progress)
+
+    def record(i: int, row: np.ndarray) -> None:
+        state["sqnr"][i], state["done"][i] = row, True
+        if path is not None:
+            save_atomic({"sqnr": torch.from_numpy(state["sqnr"]), "done": list(state["done"])}, path)
+        bar.update(shape[1])
+
+    fill(pending, record)
+    bar.close()
+    return state["sqnr"]
 
 
 def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Sequence[QuantizerGroup],
@@ -98,34 +139,13 @@ def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Se
         key = content_hash(SENSITIVITY_FORMAT, cache_key, qmodel.settings, [g.layers for g in groups],
                            [tuple(c) for c in candidates], len(inputs))
         path = cache_dir() / "sensitivity" / f"{key}.pt"
-    shape = (len(groups), len(candidates))
 
-    def valid(stored: Any) -> bool:  # the layout record() writes, for this table's shape
-        return (isinstance(stored, dict) and set(stored) == {"sqnr", "done"}
-                and tensor_like(stored["sqnr"], shape, torch.float64) and isinstance(stored["done"], list)
-                and len(stored["done"]) == len(groups) and all(isinstance(d, bool) for d in stored["done"])
-                and not bool(torch.isnan(stored["sqnr"][torch.tensor(stored["done"], dtype=torch.bool)]).any()))
+    def fill(pending: list[int], record: Callable[[int, np.ndarray], None]) -> None:
+        if pool is not None and len(pending) > 1:
+            for g, row in pool.sensitivity_rows(np.array_split(np.array(pending), pool.workers)):
+                record(g, row)
+        else:
+            sensitivity_rows(qmodel, inputs, groups, candidates, pending, batch_size, record)
 
-    stored = load_cached(path, valid) if path is not None else None
-    state = ({"sqnr": stored["sqnr"].numpy().copy(), "done": list(stored["done"])} if stored is not None
-             else {"sqnr": np.full(shape, np.nan), "done": [False] * len(groups)})
-    table = SensitivityTable([g.name for g in groups], list(candidates), state["sqnr"], len(inputs))
-    pending = [g for g in range(len(groups)) if not state["done"][g]]
-    if not pending:
-        return table
-    bar = tqdm(total=len(groups) * len(candidates), initial=(len(groups) - len(pending)) * len(candidates),
-               desc="phase-1 sensitivity", disable=not progress)
-
-    def record(g: int, row: np.ndarray) -> None:
-        state["sqnr"][g], state["done"][g] = row, True
-        if path is not None:
-            save_atomic({"sqnr": torch.from_numpy(state["sqnr"]), "done": list(state["done"])}, path)
-        bar.update(len(candidates))
-
-    if pool is not None and len(pending) > 1:
-        for g, row in pool.sensitivity_rows(np.array_split(np.array(pending), pool.workers)):
-            record(g, row)
-    else:
-        sensitivity_rows(qmodel, inputs, groups, candidates, pending, batch_size, record)
-    bar.close()
-    return table
+    sqnr = resumable_rows(path, (len(groups), len(candidates)), fill, "phase-1 sensitivity", progress)
+    return SensitivityTable([g.name for g in groups], list(candidates), sqnr, len(inputs))
