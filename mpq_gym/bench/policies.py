@@ -42,6 +42,7 @@ BUILTIN: dict[str, tuple[str, bool]] = {
     "evolution": ("mpq_gym.baselines.evolution:evolutionary_search", True),
     "ilp": ("mpq_gym.baselines.ilp:ilp_search", False),
     "ilp_rerank": ("mpq_gym.baselines.ilp:ilp_rerank_search", False),
+    "clado": ("mpq_gym.baselines.clado:clado_search", False),
     "reinforce": ("mpq_gym.agents.agent_search:reinforce_search", True),
     "ppo": ("mpq_gym.agents.agent_search:ppo_search", True),
     "maskable_ppo": ("mpq_gym.agents.agent_search:maskable_ppo_search", True),
