@@ -39,7 +39,7 @@ def _greedy_sequential(ctx: SearchContext, steps: int) -> np.ndarray:
     path = flip_path(np.asarray(ctx.sensitivity.sqnr_db, dtype=np.float64), ctx.budget_table.table)
     for point in path[:steps]:
         ctx.quality(point)
-    return ctx.best_evaluated()
+    return path[min(steps, len(path)) - 1]
 
 
 def _evolution(ctx: SearchContext) -> np.ndarray:
@@ -49,7 +49,7 @@ def _evolution(ctx: SearchContext) -> np.ndarray:
 def _uniform_sweep(ctx: SearchContext) -> np.ndarray:
     for c in range(ctx.n_candidates):
         ctx.quality([c] * ctx.n_groups)
-    return ctx.best_evaluated()
+    return np.full(ctx.n_groups, ctx.n_candidates - 1)
 
 
 def timed(problem: Problem, budget: Budget, search: Callable[[SearchContext], np.ndarray], reuse: bool,
