@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mpq_gym.cache import cache_dir, content_hash, load_entry, save_atomic, tensor_like
+from mpq_gym.devices import batch_size_for
 from mpq_gym.config import FP32, Config, config_to_json, uniform_config
 from mpq_gym.metrics import sqnr_db
 from mpq_gym.evaluate.store import ResultStore
@@ -89,10 +90,10 @@ class StageInputCache:
 
 
 def build_quantized_model(workload: Workload, settings: QuantSettings = QuantSettings(),
-                          progress: bool = True) -> QuantizedModel:
-    """Wrap a workload's model for fake quantization, with its calibration data and disk cache."""
+                          progress: bool = True, device: str | torch.device = "cpu") -> QuantizedModel:
+    """Wrap a workload's model for fake quantization on ``device``, with its calibration data and disk cache."""
     return QuantizedModel(workload.model, workload.example_input(), workload.calibration_batches, settings,
-                          cache_key=workload.fingerprint(), progress=progress)
+                          cache_key=workload.fingerprint(), progress=progress, device=device)
 
 
 class ExactEvaluator:
@@ -111,6 +112,8 @@ class ExactEvaluator:
         self.store = store if store is not None else ResultStore.default()
         self.progress = progress
         self.forward_passes = 0
+        #: forward-pass batch size: the workload's, larger on an accelerator
+        self.batch_size = batch_size_for(self.qmodel.device, workload.batch_size)
         self.stage_inputs = StageInputCache(reuse_bytes())
         self._chain: StageChain | None = None
         self._prefix_layers: list[list[str]] = []
@@ -125,13 +128,13 @@ class ExactEvaluator:
     def chain(self) -> StageChain:
         """The model's verified chain of stages (built on first use)."""
         if self._chain is None:
-            self._chain = StageChain.build(self.qmodel.model, self.workload.example_input())
+            self._chain = StageChain.build(self.qmodel.model, self.workload.example_input().to(self.qmodel.device))
             stage = {name: self._chain.stage_of(name) for name in self.qmodel.layer_names}
             self._prefix_layers = [[n for n in self.qmodel.layer_names if stage[n] < s] for s in range(len(self._chain))]
         return self._chain
 
     def _batches(self, split: str) -> list[torch.Tensor]:
-        return [x for x, _ in self.workload.split(split).batches(self.workload.batch_size)]
+        return [x for x, _ in self.workload.split(split).batches(self.batch_size)]
 
     @torch.inference_mode()
     def outputs(self, config: Config, split: str) -> torch.Tensor:
@@ -144,21 +147,21 @@ class ExactEvaluator:
             batches = self._batches(split)
             if self.progress:
                 batches = tqdm(batches, desc=f"evaluating on {split}", leave=False)
-            return torch.cat([self.qmodel(x).float() for x in batches])
+            return torch.cat([self.qmodel(x).float().cpu() for x in batches])
         keys = [(split, s, tuple(config[n] for n in layers)) for s, layers in enumerate(self._prefix_layers)]
         start = next((s for s in range(len(chain) - 1, 0, -1) if keys[s] in self.stage_inputs), 0)
         if start:
             self.stage_inputs.hits += 1
         else:
             self.stage_inputs.misses += 1
-        xs = self.stage_inputs.get(keys[start]) if start else self._batches(split)
+        xs = self.stage_inputs.get(keys[start]) if start else [x.to(self.qmodel.device) for x in self._batches(split)]
         for s in tqdm(range(start, len(chain)), desc=f"evaluating on {split}", leave=False, disable=not self.progress):
             # a kept input is cloned: a stage may work in place on its input (e.g. a ReLU(inplace=True))
             kept = keys[s] in self.stage_inputs
             xs = [chain.run(x.clone() if kept else x, s, s + 1) for x in xs]
             if s + 1 < len(chain):
                 self.stage_inputs.put(keys[s + 1], xs)
-        return torch.cat([x.float() for x in xs])
+        return torch.cat([x.float().cpu() for x in xs])
 
     def fp32_outputs(self, split: str) -> torch.Tensor:
         """FP32 outputs on ``split`` (cached in memory and on disk; a damaged file is recomputed)."""

@@ -67,6 +67,7 @@ def masked_sqnr_rows(qmodel: QuantizedModel, inputs: torch.Tensor, cells: Cells,
     that layer's stage. ``on_row(key, row)`` sees each row as it is done."""
     fp32 = uniform_config(qmodel.layer_names, FP32)
     qmodel.set_config(fp32)
+    inputs = inputs.to(qmodel.device)
     chain = StageChain.build(qmodel.model, inputs[:1])
     reference = chain.run_batched(inputs, batch_size).float()
     start = {key: min(chain.stage_of(layer) for partial in row for layer in partial) for key, row in cells.items()}

@@ -5,11 +5,17 @@ noise power = sum over groups of 10^(-S[g, c_g] / 10) (relative to the output si
 every cell shares), so predicted SQNR = -10 log10(sum). A monotone logistic fit, calibrated on a few
 exact evaluations, maps predicted SQNR to the task metric. Everything is vectorised over a batch of
 configurations given as candidate indices [batch, group].
+
+With measured pairwise ``interactions`` (:class:`mpq_gym.evaluate.interactions.PairwiseTable`) the noise
+power adds, for each measured pair (g, h), the interaction I[g, h, c_g, c_h]: the difference between the
+pair's joint noise and the sum of its two single noises (CLADO's cross-layer term, label-free). That is
+the ``pairwise`` surrogate; without, the ``additive`` one.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy.optimize import curve_fit
@@ -54,22 +60,43 @@ class MonotoneFit:
 
 
 class Surrogate:
-    """Predicts output SQNR (and, once fitted, the metric) of configurations from a sensitivity table."""
+    """Predicts output SQNR (and, once fitted, the metric) of configurations from a sensitivity table, plus
+    measured pairwise interactions when given (``pairs`` [(g, h)], ``interactions`` [P, C, C] noise power)."""
 
-    def __init__(self, table: SensitivityTable, fit: MonotoneFit | None = None) -> None:
+    def __init__(self, table: SensitivityTable, fit: MonotoneFit | None = None,
+                 pairs: Sequence[tuple[int, int]] = (), interactions: np.ndarray | None = None) -> None:
         self.table = table
         self.noise = noise_power(table.sqnr_db)  # [G, C]
         self.metric_fit = fit
         self._rows = np.arange(len(table.groups))
+        self.pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+        self.interactions = (np.zeros((0, self.noise.shape[1], self.noise.shape[1])) if interactions is None
+                             else np.asarray(interactions, dtype=np.float64))
+        if len(self.pairs) != len(self.interactions):
+            raise ValueError(f"{len(self.pairs)} pairs but {len(self.interactions)} interaction tables")
 
-    def predicted_sqnr(self, choices: np.ndarray) -> np.ndarray:
-        """Predicted output SQNR (dB) for candidate indices [batch, group] (or one [group] row)."""
+    @property
+    def kind(self) -> str:
+        """``pairwise`` with measured interactions, else ``additive``."""
+        return "pairwise" if len(self.pairs) else "additive"
+
+    def predicted_noise(self, choices: np.ndarray) -> np.ndarray:
+        """Predicted output noise power relative to the signal, for candidate indices [batch, group]."""
         choices = np.atleast_2d(np.asarray(choices, dtype=np.int64))
         if choices.shape[1] != len(self._rows):
             raise ValueError(f"expected {len(self._rows)} choices per configuration, got {choices.shape[1]}")
         noise = self.noise[self._rows, choices].sum(axis=1)
+        if len(self.pairs):
+            g, h = self.pairs[:, 0], self.pairs[:, 1]
+            pair_terms = self.interactions[np.arange(len(self.pairs)), choices[:, g], choices[:, h]].sum(axis=1)
+            # the joint noise of a configuration is never below its largest single-group noise
+            noise = np.maximum(noise + pair_terms, self.noise[self._rows, choices].max(axis=1))
+        return noise
+
+    def predicted_sqnr(self, choices: np.ndarray) -> np.ndarray:
+        """Predicted output SQNR (dB) for candidate indices [batch, group] (or one [group] row)."""
         with np.errstate(divide="ignore"):
-            return -10.0 * np.log10(noise)
+            return -10.0 * np.log10(self.predicted_noise(choices))
 
     def predict(self, choices: np.ndarray) -> np.ndarray:
         """Predicted metric for candidate indices [batch, group]; requires :meth:`fit`."""

@@ -64,7 +64,7 @@ def collect_rows(model: nn.Module, modules: dict[str, nn.Module], batches: Itera
 
     def hook(name: str):
         def record(module: nn.Module, inputs: tuple) -> None:
-            x = inputs[0].float()
+            x = inputs[0].float().cpu()  # rows are sampled and AdaRound is learned on the CPU
             if name not in limit:
                 width = layer_rows(module, x[:1]).shape[1]
                 limit[name] = min(rows_per_layer, max(MIN_ROWS, ROW_BUDGET // width))

@@ -77,8 +77,8 @@ def grid_round(y: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
 def grid_fake_quant(x: torch.Tensor, clip: torch.Tensor | float, levels: torch.Tensor) -> torch.Tensor:
     """``x`` on the grid ``levels`` scaled by ``clip`` (a float, or one value per row of ``x``)."""
     if isinstance(clip, torch.Tensor):
-        clip = clip.reshape(-1, *([1] * (x.dim() - 1)))
-    return grid_round(x / clip, levels) * clip
+        clip = clip.to(x.device).reshape(-1, *([1] * (x.dim() - 1)))
+    return grid_round(x / clip, levels.to(x.device)) * clip
 
 
 # ----------------------------------------------------------------------------------------- OliVe
@@ -117,7 +117,7 @@ def olive_round(y: torch.Tensor, bits: int) -> torch.Tensor:
 def olive_fake_quant(x: torch.Tensor, scale: torch.Tensor | float, bits: int) -> torch.Tensor:
     """``x`` OliVe-quantized with ``scale`` per integer step (a float, or one value per row of ``x``)."""
     if isinstance(scale, torch.Tensor):
-        scale = scale.reshape(-1, *([1] * (x.dim() - 1)))
+        scale = scale.to(x.device).reshape(-1, *([1] * (x.dim() - 1)))
     return olive_round(x / scale, bits) * scale
 
 

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from mpq_gym.allocator import tune_allocator
 from mpq_gym.cache import cache_dir, content_hash, entry_key, load_entry, new_lineage, save_atomic, tensor_like
+from mpq_gym.devices import resolve_device
 from mpq_gym.config import DEFAULT_FORMAT, FLOAT_BITS, FP32, SUPPORTED_BITS, Candidate, Config
 from mpq_gym.errors import ConfigError
 from mpq_gym.quant.adaround import ADAROUND_FORMAT, adaround, collect_rows
@@ -43,18 +44,20 @@ class QuantizedModel(nn.Module):
     def __init__(self, model: nn.Module, example_input: torch.Tensor,
                  calibration_batches: Callable[[], Iterable[torch.Tensor]] | None = None,
                  settings: QuantSettings = QuantSettings(), cache_key: str | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, device: str | torch.device = "cpu") -> None:
         super().__init__()
         tune_allocator()
+        self.device = resolve_device(device)
         self.settings = settings
         self.progress = progress
-        self.model = copy.deepcopy(model).eval()
+        self.model = copy.deepcopy(model).cpu().eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.folded_bn = fold_batchnorm(self.model, example_input) if settings.fold_bn else 0
         self.layers: list[LayerInfo] = discover_layers(self.model, example_input)
         self.layer_names: list[str] = [layer.name for layer in self.layers]
         self._modules_q = {n: self.model.get_submodule(n) for n in self.layer_names}
+        # quantizers are fitted on the CPU copies (device-independent caches); the model runs on self.device
         self._fp32_weights = {n: m.weight.detach().clone() for n, m in self._modules_q.items()}
         self._fp32_biases = {n: None if m.bias is None else m.bias.detach().clone() for n, m in self._modules_q.items()}
         self._input_means: dict[str, torch.Tensor] = {}
@@ -75,9 +78,12 @@ class QuantizedModel(nn.Module):
         self._adaround_entries: dict[tuple[str, int], tuple[str, str]] = {}
         self._cache_lineage = new_lineage()
         self._dirty = False
+        # id(CPU tensor) -> (that tensor, kept alive so its id stays unique; its copy on self.device)
+        self._on_device: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._load_cache()
         for name, module in self._modules_q.items():
             module.register_forward_pre_hook(self._make_act_hook(name))
+        self.model.to(self.device)
 
     # ----------------------------------------------------------------- cache
     def _valid_cache(self, data: object) -> bool:
@@ -204,7 +210,7 @@ class QuantizedModel(nn.Module):
         def hook(name: str) -> Callable:
             def record(module: nn.Module, inputs: tuple) -> None:
                 groups = getattr(module, "groups", 1)
-                x = inputs[0].float()
+                x = inputs[0].float().cpu()
                 for part in x.split(chunk):
                     rows = layer_rows(module, part)
                     rows = rows.reshape(len(rows), groups, -1).transpose(0, 1)  # [groups, n, d]
@@ -278,7 +284,8 @@ class QuantizedModel(nn.Module):
         saved = dict(self._config)
         self.set_config({n: FP32 for n in self.layer_names})
         layers = {name: self._modules_q[name] for name, _ in missing}
-        rows = collect_rows(self.model, layers, self._calibration_batches(), self.settings.adaround_rows)
+        batches = (b.to(self.device) for b in self._calibration_batches())
+        rows = collect_rows(self.model, layers, batches, self.settings.adaround_rows)
         for name, bits in tqdm(missing, desc="AdaRound (layer, bits)", leave=False, disable=not self.progress):
             scale = self.weight_quantizer(name, bits, "int").scale
             result = adaround(self._fp32_weights[name], scale, bits, rows[name], getattr(layers[name], "groups", 1),
@@ -319,7 +326,7 @@ class QuantizedModel(nn.Module):
         try:
             for batch in tqdm(self._calibration_batches(), desc=desc, leave=False,
                               disable=desc is None or not self.progress):
-                self.model(batch)
+                self.model(batch.to(self.device))
         finally:
             for h in handles:
                 h.remove()
@@ -388,12 +395,21 @@ class QuantizedModel(nn.Module):
                  None if cand.a_bits == FLOAT_BITS else self.activation_quantizer(name, cand.a_bits, cand.fmt))
                 for name, cand in config.items()]
         for (module, weight, bias, act_quant), name in zip(plan, config):
-            module.weight.data = weight
+            module.weight.data = self._to_device(weight)
             if module.bias is not None:
-                module.bias.data = bias
+                module.bias.data = self._to_device(bias)
             self._act_quant[name] = act_quant
         self._config = dict(config)
         self._save_cache()
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` (a CPU weight or bias) on :attr:`device`, copied once and kept (itself on the CPU)."""
+        if self.device.type == "cpu":
+            return tensor
+        key = id(tensor)
+        if key not in self._on_device:
+            self._on_device[key] = (tensor, tensor.to(self.device))
+        return self._on_device[key][1]
 
     @property
     def config(self) -> Config:
@@ -401,4 +417,4 @@ class QuantizedModel(nn.Module):
         return dict(self._config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(x.to(self.device))

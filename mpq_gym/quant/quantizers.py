@@ -220,14 +220,15 @@ class ActivationObserver:
         self._pair_generator = torch.Generator().manual_seed(1)
 
     def observe(self, x: torch.Tensor) -> None:
-        flat = x.detach().reshape(-1).float()
+        x = x.detach().cpu()  # ranges are fitted on the CPU, whatever device the model runs on
+        flat = x.reshape(-1).float()
         self.lo = min(self.lo, flat.min().item())
         self.hi = max(self.hi, flat.max().item())
         sample = flat
         if flat.numel() > self.max_per_batch:  # random, not strided: a stride aliases with the NCHW layout
             sample = flat[torch.randint(flat.numel(), (self.max_per_batch,), generator=self._generator)]
         self.samples.append(sample.clone())
-        rows = adjacent_pairs(x.detach().float()).reshape(-1, 2)
+        rows = adjacent_pairs(x.float()).reshape(-1, 2)
         if len(rows) > self.pairs_per_batch:
             rows = rows[torch.randint(len(rows), (self.pairs_per_batch,), generator=self._pair_generator)]
         self.pair_samples.append(rows.clone())
