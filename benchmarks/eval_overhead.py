@@ -18,7 +18,7 @@ import torch
 from benchmarks.common import peak_rss_gb, reproduce_command, time_forward
 from mpq_gym.cli.common import add_workload_args, print_json, run_cli, workload_from_args
 from mpq_gym.config import FP32, parse_config, uniform_config
-from mpq_gym.evaluate.exact import ExactEvaluator
+from mpq_gym.evaluate.exact import ExactEvaluator, StageInputCache
 from mpq_gym.workloads.base import SPLITS
 
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     workload = workload_from_args(args)
     t0 = time.perf_counter()
     evaluator = ExactEvaluator(workload, progress=False)
+    evaluator.stage_inputs = StageInputCache(0)  # every pass a full forward (reuse is benchmarks.activation_reuse)
     config = parse_config(args.config, evaluator.qmodel.layer_names)
     evaluator.qmodel.set_config(config)  # calibration + weight quantization (cached afterwards)
     evaluator.qmodel.set_config(uniform_config(evaluator.qmodel.layer_names, FP32))

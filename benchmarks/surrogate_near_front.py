@@ -1,0 +1,134 @@
+"""Surrogate fidelity near the front, from the ground-truth tables (issue 17).
+
+For every budget slice of a table: Kendall τ of each surrogate's prediction against the exact search-split
+metric and against the exact output SQNR (label-free, no sampling noise of a 256-image top-1), the mean
+absolute error in metric units, and the regret (the slice's best exact quality minus that of the
+surrogate's pick) on the search and the test split. The *noise ceiling* is τ between the exact search and
+test metrics of the same rows: no predictor of the search metric can rank the slice much better than two
+independent draws of images agree with each other. Surrogates:
+
+- ``additive``: phase-1 noise powers summed (today's reward, the ILP's objective);
+- ``pairwise``: plus the measured adjacent-pair interactions (:mod:`mpq_gym.evaluate.interactions`);
+- ``learned``: a ridge regression of the exact SQNR on the additive and pairwise predictions and the noise
+  per depth quarter, fitted on the *other* slices of the table (leave-one-slice-out), so every number is
+  on configurations it never saw.
+
+All three go through the same SQNR -> metric map (the table's calibrated logistic fit). Also the headroom:
+best exact test quality in the slice minus the ILP's, with a paired bootstrap CI over test images.
+
+    python -m benchmarks.surrogate_near_front --task lite0-hardware --table /work/gt/lite0-hardware.csv.gz
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
+from sklearn.linear_model import RidgeCV
+
+from benchmarks.common import peak_rss_gb, print_report
+from mpq_gym.bench.cells import make_problem
+from mpq_gym.bench.groundtruth import fidelity_report, get_task
+from mpq_gym.evaluate.groundtruth import GroundTruthTable, load_groundtruth
+from mpq_gym.evaluate.interactions import compute_pairwise
+from mpq_gym.evaluate.surrogate import MonotoneFit, Surrogate
+from mpq_gym.evaluate.sensitivity import SensitivityTable
+
+MODULE = "benchmarks.surrogate_near_front"
+QUARTERS = 4
+
+
+def features(surrogates: dict[str, Surrogate], choices: np.ndarray) -> np.ndarray:
+    """Per configuration: additive and pairwise predicted SQNR, and log10 noise per depth quarter."""
+    base = surrogates["additive"]
+    noise = base.noise[np.arange(choices.shape[1]), choices]  # [N, G]
+    quarters = np.array_split(np.arange(choices.shape[1]), QUARTERS)
+    per_quarter = np.stack([np.log10(noise[:, q].sum(axis=1)) for q in quarters], axis=1)
+    preds = [s.predicted_sqnr(choices)[:, None] for s in surrogates.values()]
+    return np.concatenate([*preds, per_quarter], axis=1)
+
+
+def learned_sqnr(table: GroundTruthTable, surrogates: dict[str, Surrogate], choices: np.ndarray) -> np.ndarray:
+    """Leave-one-slice-out ridge predictions of the exact SQNR (each slice predicted by a model fitted on the
+    others)."""
+    x, y = features(surrogates, choices), table.column("search_sqnr_db")
+    budgets = table.column("budget")
+    out = np.empty(len(y))
+    for b in np.unique(budgets):
+        test = np.isclose(budgets, b)
+        model = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(x[~test], y[~test])
+        out[test] = model.predict(x[test])
+    return out
+
+
+def slice_rows(table: GroundTruthTable, predictions: dict[str, np.ndarray], sqnr: dict[str, np.ndarray]) -> list[dict]:
+    """Per slice and surrogate: τ vs metric and vs SQNR, MAE, regret on search and test, noise ceiling."""
+    metric = table.primary_metric
+    budgets, search, test = table.column("budget"), table.column(f"search_{metric}"), table.column(f"test_{metric}")
+    exact_sqnr = table.column("search_sqnr_db")
+    rows = []
+    for b in np.unique(budgets):
+        m = np.isclose(budgets, b)
+        ceiling = float(kendalltau(search[m], test[m]).statistic)
+        for name, pred in predictions.items():
+            pick = int(np.argmax(np.where(m, pred, -np.inf)))
+            rows.append({"budget": float(b), "surrogate": name, "rows": int(m.sum()),
+                         "tau_metric": float(kendalltau(pred[m], search[m]).statistic),
+                         "tau_sqnr": float(kendalltau(sqnr[name][m], exact_sqnr[m]).statistic),
+                         "mae": float(np.abs(pred[m] - search[m]).mean()),
+                         "regret_search": float(search[m].max() - search[pick]),
+                         "regret_test": float(test[m].max() - test[pick]), "noise_ceiling_tau": ceiling})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--table", type=Path, required=True)
+    parser.add_argument("--no-pairwise", action="store_true", help="skip measuring the pairwise terms")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    table = load_groundtruth(args.table)
+    header = table.header
+    single = SensitivityTable(header["groups"], [], np.array(header["phase1_sqnr_db"]), header["phase1_images"])
+    fit = MonotoneFit(**header["surrogate_fit"])
+    surrogates = {"additive": Surrogate(single, fit)}
+    pairwise_seconds = None
+    if not args.no_pairwise:
+        task = get_task(args.task)
+        problem, _ = make_problem(task.env_id, task.env_kwargs, progress=True)
+        start = time.perf_counter()
+        pw = compute_pairwise(problem.evaluator.qmodel, problem.sensitivity_inputs(), problem.groups,
+                              problem.candidates, cache_key=problem.workload.fingerprint(),
+                              batch_size=problem.workload.batch_size)
+        pairwise_seconds = time.perf_counter() - start
+        surrogates["pairwise"] = Surrogate(single, fit, pw.pairs, pw.interactions(problem.sensitivity))
+    choices = table.choices()
+    sqnr = {name: s.predicted_sqnr(choices) for name, s in surrogates.items()}
+    sqnr["learned"] = learned_sqnr(table, surrogates, choices)
+    predictions = {name: fit(value) for name, value in sqnr.items()}
+    rows = slice_rows(table, predictions, sqnr)
+    start = time.perf_counter()
+    for _ in range(10):
+        surrogates[list(surrogates)[-1]].predict(np.tile(choices, (10, 1)))
+    per_config_ms = (time.perf_counter() - start) / (10 * 10 * len(choices)) * 1e3
+    print_report(f"Surrogate fidelity near the front: {args.task} ({len(table.rows)} configurations)",
+                 ["budget", "surrogate", "rows", "τ vs metric", "τ vs SQNR", "MAE", "regret search", "regret test",
+                  "noise ceiling τ"],
+                 [[r["budget"], r["surrogate"], r["rows"], f"{r['tau_metric']:.3f}", f"{r['tau_sqnr']:.3f}",
+                   f"{r['mae']:.3f}", f"{r['regret_search']:.3f}", f"{r['regret_test']:.3f}",
+                   f"{r['noise_ceiling_tau']:.3f}"] for r in rows], started, MODULE, argv)
+    print(f"prediction: {per_config_ms:.5f} ms per configuration, batched ({list(surrogates)[-1]})")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"task": args.task, "rows": rows, "headroom": fidelity_report(table),
+                                        "pairwise_seconds": pairwise_seconds, "ms_per_config": per_config_ms,
+                                        "peak_rss_gb": peak_rss_gb()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
