@@ -139,14 +139,17 @@ def slice_configurations(ctx: SearchContext, rows: int, seed: int) -> list[tuple
 def planned_rows(problem: Problem, task: GroundTruthTask, seed: int) -> list[tuple[float, str, np.ndarray]]:
     """Every (budget, source, choices) of the task, in evaluation order: the searches' answers of every
     slice first, then the neighbours, then the random ones (an interrupted build has the rows that matter
-    most)."""
+    most); each phase slice by slice, configurations sorted."""
     rank = {"random": 2}
     plan = []
     for budget in task.budgets:
         ctx = SearchContext(problem, Budget(task.budget_metric, budget))
         for source, choices in slice_configurations(ctx, task.rows_per_slice, seed):
             plan.append((rank.get(source, 1 if source.startswith("swap") else 0), budget, source, choices))
-    return [(b, s, c) for _, b, s, c in sorted(plan, key=lambda p: p[0])]  # stable: slices keep their order
+    # within a phase and slice, in execution order of the groups: neighbours in the list share the longest
+    # prefix of layer choices, so the evaluator re-runs only the stages after it (reused activations)
+    plan.sort(key=lambda p: (p[0], p[1], tuple(p[3].tolist())))
+    return [(b, s, c) for _, b, s, c in plan]
 
 
 # ------------------------------------------------------------------------------------- rows
