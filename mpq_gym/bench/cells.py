@@ -18,10 +18,14 @@ from mpq_gym.errors import MpqGymError
 from mpq_gym.problem import EvaluationPool, Problem
 from mpq_gym.search import SearchContext
 
-COLUMNS = ("env", "policy", "seed", "budget", "budget_metric", "candidates", "quality", "search_quality",
-           "normalized_score", "fp32_quality", "report_split", *COST_METRICS, *(f"{c}_ratio" for c in COST_METRICS),
-           "within_budget", "exact_evaluations", "surrogate_evaluations", "wall_s", "choices", "config")
-
+CELL_COLUMNS = ("env", "policy", "seed", "budget", "budget_metric", "candidates", "quality", "search_quality",
+                "normalized_score", "fp32_quality", "report_split", *COST_METRICS,
+                *(f"{c}_ratio" for c in COST_METRICS), "within_budget", "exact_evaluations", "surrogate_evaluations",
+                "wall_s", "choices", "config")
+#: the columns of a results.csv: those of :func:`run_cell` (with the env), then where the row came from: the
+#: suite and task (empty outside a suite) and the provenance as JSON (:func:`mpq_gym.provenance.provenance`
+#: plus the suite's version and digest). Files written before these three columns still read and validate.
+COLUMNS = (*CELL_COLUMNS, "suite", "task", "provenance")
 
 
 def make_problem(env_id: str, env_kwargs: dict[str, Any], progress: bool = True,
@@ -34,6 +38,17 @@ def make_problem(env_id: str, env_kwargs: dict[str, Any], progress: bool = True,
     problem.pool = pool
     env = gym.make(env_id, problem=problem, **env_kwargs).unwrapped
     return problem, env.budget.metric
+
+
+def uniform_references(problem: Problem, metric: str, split: str) -> list[dict[str, Any]]:
+    """Every candidate applied to every layer: its cost ratio on ``metric`` and its exact quality on ``split``
+    (the reference points of the Pareto plot; reporting only, not counted against any search)."""
+    out = []
+    for candidate in problem.candidates:
+        config = problem.uniform(candidate)
+        out.append({"candidate": str(candidate), "cost_ratio": problem.cost_model.costs(config)[f"{metric}_ratio"],
+                    "quality": problem.quality(config, split)})
+    return out
 
 
 def run_cell(problem: Problem, budget: Budget, policy_name: str, seed: int, max_evaluations: int | None,

@@ -4,10 +4,15 @@ Each (budget, policy, seed) cell gets a fresh :class:`~mpq_gym.search.SearchCont
 configuration is scored exactly on the search split (counted) and on the held-out ``report_split``
 (not counted: reporting only). Rows are written as each cell finishes, and a rerun with the same
 ``out`` skips finished cells, so an interrupted benchmark resumes where it stopped.
+
+Every row also records where it came from (the suite and task when run as part of one, and the
+provenance as JSON: versions, commit, machine, date), and ``reference.json`` holds the uniform
+configurations' costs and report-split quality (the Pareto plot's reference points).
 """
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import warnings
@@ -18,7 +23,7 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from mpq_gym.bench.cells import COLUMNS, make_problem, run_cell
+from mpq_gym.bench.cells import CELL_COLUMNS, COLUMNS, make_problem, run_cell, uniform_references
 from mpq_gym.bench.parallel import RayPool
 from mpq_gym.bench.policies import get_policy
 from mpq_gym.budget import Budget
@@ -44,6 +49,8 @@ class BenchSpec:
     seeds: int = 5
     max_evaluations: int | None = None
     report_split: str = "test"
+    #: the suite task this folder belongs to (``Suite.record``: name, version, digest, task); empty outside one
+    suite: dict[str, Any] = field(default_factory=dict)
     #: how the last run that wrote the folder was made (:func:`mpq_gym.provenance.provenance`); not compared
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -64,6 +71,8 @@ class BenchSpec:
             raise ConfigError(f"max_evaluations must be None or a whole number >= 1, got {self.max_evaluations!r}")
         if self.report_split not in REPORT_SPLITS:
             raise ConfigError(f"report_split must be one of {REPORT_SPLITS}, got {self.report_split!r}")
+        if not isinstance(self.suite, dict):
+            raise ConfigError(f"suite must be a mapping (name, version, digest, task), got {self.suite!r}")
 
     def merged(self, out: Path) -> dict[str, Any]:
         """This spec joined with the one already in ``out`` (policies, budgets and seeds accumulate); a
@@ -74,7 +83,7 @@ class BenchSpec:
         if not path.exists() or not read_results(out / "results.csv"):
             return mine
         old = asdict(BenchSpec.load(out))
-        same = {k: old[k] for k in ("env_id", "env_kwargs", "report_split", "max_evaluations")}
+        same = {k: old[k] for k in ("env_id", "env_kwargs", "report_split", "max_evaluations", "suite")}
         if same != {k: mine[k] for k in same}:
             raise ConfigError(f"{out} holds a benchmark of a different problem ({same}); use a new --out")
         mine["policies"] = sorted(set(old["policies"]) | set(self.policies))
@@ -114,27 +123,49 @@ def read_results(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is not None and list(reader.fieldnames) != list(COLUMNS):
+        legacy = reader.fieldnames is not None and list(reader.fieldnames) == list(CELL_COLUMNS)
+        if reader.fieldnames is not None and list(reader.fieldnames) != list(COLUMNS) and not legacy:
             raise InputFileError(f"{path} does not have the columns of a results.csv written by `mpq-gym bench` "
                                  "of this version; use a new --out")
         rows = list(reader)
     torn = [i for i, row in enumerate(rows) if None in row.values() or None in row]
+    if legacy:  # written before the provenance columns: they read as empty
+        rows = [{**row, **{c: "" for c in COLUMNS if c not in row}} for row in rows]
     if torn and torn != [len(rows) - 1]:
         raise InputFileError(f"{path} has damaged rows (data rows {[i + 1 for i in torn]}); restore it or use a new --out")
     if torn:
         warnings.warn(f"{path}: dropping a torn last row (an interrupted write); it will be recomputed", stacklevel=2)
         rows = rows[:-1]
-        _rewrite(path, rows)
+        write_results(path, rows)
     return rows
 
 
-def _rewrite(path: Path, rows: list[dict[str, str]]) -> None:
-    """Replace ``path`` atomically with ``rows``."""
+def write_results(path: Path, rows: list[dict[str, str]]) -> None:
+    """Replace ``path`` atomically with ``rows`` (a results.csv of today's columns)."""
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(path, text.getvalue().encode())
+
+
+def _upgrade(path: Path) -> None:
+    """Rewrite a results.csv of the columns before provenance with today's (the new ones empty), so that
+    resumed rows can be appended."""
+    if path.exists():
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), None)
+        if header == list(CELL_COLUMNS):
+            write_results(path, read_results(path))
+
+
+def row_provenance(spec: BenchSpec, base: dict[str, Any]) -> dict[str, str]:
+    """The suite, task and provenance columns of a row finished now (``base``: :func:`provenance` of the run)."""
+    record = {**base, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if spec.suite:
+        record.update(suite_version=spec.suite.get("version"), suite_digest=spec.suite.get("digest"))
+    return {"suite": spec.suite.get("name", ""), "task": spec.suite.get("task", ""),
+            "provenance": json.dumps(record, sort_keys=True, separators=(",", ":"))}
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
@@ -162,11 +193,14 @@ def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True, ray: 
     check_env_kwargs(spec.env_id, spec.env_kwargs)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.csv"
+    _upgrade(results)
+    base = provenance()
     if ray is None:
         problem, metric = make_problem(spec.env_id, spec.env_kwargs, progress)
         _start(spec, problem, metric, out)
         for cell in tqdm(_todo(spec, metric, results), desc="benchmark cells", disable=not progress):
-            _append(results, {"env": spec.env_id, **run_cell(problem, **cell)})
+            _append(results, {"env": spec.env_id, **run_cell(problem, **cell), **row_provenance(spec, base)})
+        _write_references(problem, metric, spec.report_split, out)
         return results
     with RayPool(partial(problem_from_env, spec.env_id, spec.env_kwargs), workers, ray, plugins) as pool:
         # phase-1 rows and the surrogate's calibration points in parallel, once, here; the workers
@@ -176,8 +210,17 @@ def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True, ray: 
         problem.surrogate  # noqa: B018
         todo = _todo(spec, metric, results)
         for row in tqdm(pool.run_cells(todo), desc="benchmark cells", total=len(todo), disable=not progress):
-            _append(results, {"env": spec.env_id, **row})
+            _append(results, {"env": spec.env_id, **row, **row_provenance(spec, base)})
+        _write_references(problem, metric, spec.report_split, out)
     return results
+
+
+def _write_references(problem: Problem, metric: str, split: str, out: Path) -> None:
+    """``reference.json``: the uniform configurations (:func:`uniform_references`), once per folder."""
+    path = out / "reference.json"
+    if not path.exists():
+        data = {"metric": metric, "split": split, "uniform": uniform_references(problem, metric, split)}
+        path.write_text(json.dumps(data, indent=2))
 
 
 def _start(spec: BenchSpec, problem: Problem, metric: str, out: Path) -> None:

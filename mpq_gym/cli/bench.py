@@ -1,4 +1,6 @@
-"""``mpq-gym bench``: compare policies on one env across budgets and seeds."""
+"""``mpq-gym bench``: compare policies on one env across budgets and seeds, or on a named suite
+(``--suite mpqbench-v1-lite``: its tasks fix the envs, budgets, seeds, evaluation allowance, report
+split and track; one sub-folder per task, then the cross-task scores in suite.md)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +10,14 @@ from pathlib import Path
 from mpq_gym.bench.policies import BUILTIN, import_plugin
 from mpq_gym.bench.report import write_report
 from mpq_gym.bench.runner import REPORT_SPLITS, BenchSpec, run_benchmark
+from mpq_gym.bench.suite_runner import run_suite, write_suite_report
+from mpq_gym.bench.suites import SUITES, get_suite
 from mpq_gym.cli.common import make_parser, names, parse_env_kwargs, positive_floats, positive_int, run_cli
+from mpq_gym.errors import ConfigError
 from mpq_gym.tracking import MlflowTracker
+
+#: options a suite fixes (None = not given), with their defaults outside a suite
+SUITE_FIXED = {"budgets": [0.25, 0.375, 0.5], "seeds": 5, "max_evaluations": None, "report_split": "test"}
 
 
 def log_to_mlflow(uri: str, spec: BenchSpec, paths: dict[str, Path]) -> None:
@@ -26,20 +34,28 @@ def log_to_mlflow(uri: str, spec: BenchSpec, paths: dict[str, Path]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser("bench", __doc__, "--env MixedPrecision-DigitsCNN-v0 --policies uniform,greedy,ilp "
-                         "--budgets 0.375 --seeds 2 --out runs/bench_digits")
-    parser.add_argument("--env", required=True, help="env id, e.g. MixedPrecision-EfficientNetLite0-v0")
+                         "--budgets 0.375 --seeds 2 --out runs/bench_digits",
+                         "--suite mpqbench-v1-lite --policies uniform,random,greedy,ilp,evolution,ppo --out runs/lite")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--env", help="env id, e.g. MixedPrecision-EfficientNetLite0-v0")
+    target.add_argument("--suite", choices=sorted(SUITES),
+                        help="a named MPQ-Bench suite (it fixes envs, budgets, seeds, allowance, split)")
+    parser.add_argument("--tasks", type=names, default=None,
+                        help="with --suite: run only these tasks (comma-separated)")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V",
-                        help="env keyword arguments, e.g. candidates=expanded sensitivity_images=64")
+                        help="env keyword arguments, e.g. candidates=expanded sensitivity_images=64 "
+                             "(with --suite only data_dir=...)")
     parser.add_argument("--policies", type=names, default="uniform,greedy,ilp,evolution,random",
                         help=f"comma-separated; built-in: {','.join(BUILTIN)}; or package.module:function")
     parser.add_argument("--plugin", action="append", default=[], help="module to import first (registers policies)")
-    parser.add_argument("--budgets", type=positive_floats, default="0.25,0.375,0.5",
-                        help="budget ratios of the reference (W8A16) cost")
-    parser.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 for stochastic policies")
+    parser.add_argument("--budgets", type=positive_floats, default=None,
+                        help="budget ratios of the reference (W8A16) cost (default 0.25,0.375,0.5)")
+    parser.add_argument("--seeds", type=positive_int, default=None,
+                        help="seeds 0..N-1 for stochastic policies (default 5)")
     parser.add_argument("--max-evaluations", type=positive_int, default=None,
                         help="exact evaluations allowed per search")
-    parser.add_argument("--report-split", default="test", choices=REPORT_SPLITS,
-                        help="held-out split the table reports")
+    parser.add_argument("--report-split", default=None, choices=REPORT_SPLITS,
+                        help="held-out split the table reports (default test)")
     parser.add_argument("--out", required=True, help="results folder (reruns resume in it)")
     parser.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
                         help="also log to MLflow: local SQLite store runs/mlflow.db, or the given store / server URI")
@@ -50,8 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for module in args.plugin:
         import_plugin(module)
-    spec = BenchSpec(args.env, parse_env_kwargs(args.env_kwargs), args.policies, args.budgets, args.seeds,
-                     args.max_evaluations, args.report_split)
+    if args.suite:
+        return _run_suite(args)
+    if args.tasks:
+        raise ConfigError("--tasks selects tasks of a suite; give --suite NAME too, or drop --tasks")
+    fixed = {k: SUITE_FIXED[k] if getattr(args, k) is None else getattr(args, k) for k in SUITE_FIXED}
+    spec = BenchSpec(args.env, parse_env_kwargs(args.env_kwargs), args.policies, fixed["budgets"], fixed["seeds"],
+                     fixed["max_evaluations"], fixed["report_split"])
     results = run_benchmark(spec, args.out, progress=not args.quiet, ray=args.ray, workers=args.workers,
                             plugins=args.plugin)
     paths = write_report(results)
@@ -59,6 +80,25 @@ def main(argv: list[str] | None = None) -> int:
         log_to_mlflow(args.mlflow, spec, paths)
     print(paths["table"].read_text())
     print(f"results: {results}\nplot: {paths['plot']}\nsummary: {paths['summary']}")
+    return 0
+
+
+def _run_suite(args) -> int:
+    """``--suite``: every (selected) task in its sub-folder of ``--out``, then the cross-task report."""
+    given = sorted(f"--{k.replace('_', '-')}" for k in SUITE_FIXED if getattr(args, k) is not None)
+    if given:
+        raise ConfigError(f"suite {args.suite} fixes {', '.join(given)}; drop them (or run --env without --suite)")
+    suite = get_suite(args.suite)
+    results = run_suite(suite, args.policies, args.out, args.tasks, parse_env_kwargs(args.env_kwargs),
+                        progress=not args.quiet, ray=args.ray, workers=args.workers, plugins=args.plugin)
+    paths = write_suite_report(args.out, suite)
+    if args.mlflow is not None:
+        for path in results.values():
+            log_to_mlflow(args.mlflow, BenchSpec.load(path.parent), {"summary": path.parent / "summary.json",
+                                                                     "table": path.parent / "results.md",
+                                                                     "plot": path.parent / "pareto.png"})
+    print(paths["table"].read_text())
+    print("\n".join(f"{k}: {v}" for k, v in paths.items()))
     return 0
 
 

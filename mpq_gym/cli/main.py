@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "benchmark policies x budgets x seeds on an env id (table, Pareto plot)"),
     "validate": ("validate", "replay a benchmark's results.csv and flag rows that do not reproduce"),
     "compare": ("compare", "each policy vs a baseline on the same held-out samples, with paired bootstrap CIs"),
+    "leaderboard": ("leaderboard", "replay every MPQ-Bench submission, rebuild LEADERBOARD.md (or submit one)"),
     "groundtruth": ("groundtruth", "the ground-truth table near the front: build it, or read its fidelity numbers"),
     "train": ("train", "train an RL agent on an env id (run folder, checkpoints, resume)"),
     "tune": ("tune", "search an agent's hyperparameters with Optuna and write the best preset"),

@@ -1,5 +1,7 @@
 """``mpq-gym validate DIR/results.csv``: replay every configuration of a benchmark and flag any row whose
-quality or cost does not reproduce (exit status 1 when any row is flagged).
+quality, FP32 reference, normalized score or cost does not reproduce (exit status 1 when any row is
+flagged). The libraries whose versions differ from those recorded (in bench.json or in a row's provenance)
+are named: the likely cause of a flagged row.
 
 Example::
 
@@ -10,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpq_gym.bench.runner import BenchSpec, read_results
-from mpq_gym.bench.validate import validate
+from mpq_gym.bench.validate import recorded_library_differences, validate
 from mpq_gym.cli.common import make_parser, positive_float, print_json, run_cli
 from mpq_gym.errors import ConfigError
-from mpq_gym.provenance import library_differences
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,10 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.results.exists():
         raise ConfigError(f"{args.results} does not exist; give the results.csv of a `mpq-gym bench --out` folder")
     flagged = validate(args.results, args.tolerance, not args.quiet)
-    out = {"rows": len(read_results(args.results)), "flagged": flagged}
-    differences = library_differences(BenchSpec.load(args.results.parent).provenance)
+    rows = read_results(args.results)
+    out = {"rows": len(rows), "flagged": flagged}
+    differences = recorded_library_differences(BenchSpec.load(args.results.parent), rows)
     if differences:  # the likely cause of flagged rows, said up front
-        out["library_differences"] = {name: {"recorded": old, "now": new} for name, (old, new) in differences.items()}
+        out["library_differences"] = differences
     print_json(out)
     return 1 if flagged else 0
 
