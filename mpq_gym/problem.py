@@ -1,13 +1,18 @@
 """Problem: the one object policies talk to (groups x candidates, costs, exact and surrogate quality),
 and :class:`ProblemSpec`, the validated description of a problem and its budget that ``gym.make``
-kwargs, the benchmark harness and the agents share."""
+kwargs, the benchmark harness and the agents share.
+
+A problem starts from a shipped table (:mod:`mpq_gym.tabular`) when one stands for its spec: surrogate
+mode then needs neither the network nor the data, which load on the first exact evaluation (and are
+checked against the table's fingerprint). The workload package is imported only then too: it pulls in
+torchvision, timm and scikit-learn, seconds that ``import mpq_gym`` does not need to spend."""
 from __future__ import annotations
 
 import dataclasses
 import os
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -16,14 +21,17 @@ from mpq_gym.budget import Budget, BudgetTable
 from mpq_gym.candidates import QuantizerGroup, config_from_choices, make_groups, parse_candidates
 from mpq_gym.config import FP32, Candidate, Config, uniform_config
 from mpq_gym.cost import CostModel, LookupTableCost
-from mpq_gym.errors import ConfigError
-from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
+from mpq_gym.errors import ConfigError, MissingDataError, MissingWeightsError
 from mpq_gym.evaluate.sensitivity import RowPool, SensitivityTable, compute_sensitivity
 from mpq_gym.evaluate.surrogate import Surrogate
+from mpq_gym.quant.graph import LayerInfo
 from mpq_gym.quant.quantizers import DEFAULT_QUANTIZER, QUANTIZERS, WEIGHT_ROUNDING, QuantSettings, quantizer_settings
 from mpq_gym.quant.residual import residual_groups
-from mpq_gym.workloads import get_workload
-from mpq_gym.workloads.base import Workload
+from mpq_gym.tabular import REGENERATE, ProblemTable, find_table
+
+if TYPE_CHECKING:
+    from mpq_gym.evaluate.exact import ExactEvaluator
+    from mpq_gym.workloads.base import Workload
 
 
 class EvaluationPool(RowPool, Protocol):
@@ -36,6 +44,14 @@ class EvaluationPool(RowPool, Protocol):
 def _require(ok: bool, field_name: str, value: Any, fix: str) -> None:
     if not ok:
         raise ConfigError(f"{field_name}={value!r} is invalid: {fix}")
+
+
+def _is_workload(value: Any) -> bool:
+    """Whether ``value`` is a :class:`Workload` object (the workload package is imported only for non-names)."""
+    if isinstance(value, str):
+        return False
+    from mpq_gym.workloads.base import Workload
+    return isinstance(value, Workload)
 
 
 @dataclass(frozen=True)
@@ -69,9 +85,13 @@ class ProblemSpec:
     #: search split of exact evaluations
     split: str = "search"
     seed: int = 0
+    #: start from the table shipped for these fields (:mod:`mpq_gym.tabular`) when one exists; False computes
+    #: everything from the workload
+    tabular: bool = True
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.workload, (str, Workload)) and bool(self.workload), "workload", self.workload,
+        _require((isinstance(self.workload, str) or _is_workload(self.workload)) and bool(self.workload), "workload",
+                 self.workload,
                  "give a workload name (e.g. 'efficientnet_lite0', 'hf:<id>') or a Workload")
         parse_candidates(self.candidates)  # raises ConfigError naming the fix
         _require(self.tied == "residual" or (not isinstance(self.tied, str) and all(
@@ -93,6 +113,7 @@ class ProblemSpec:
         _require(self.split in ("calibration", "search", "test"), "split", self.split,
                  "choose 'search' (or 'calibration' / 'test')")
         _require(isinstance(self.seed, int) and not isinstance(self.seed, bool), "seed", self.seed, "give an integer")
+        _require(isinstance(self.tabular, bool), "tabular", self.tabular, "give true or false")
         self.budget_spec  # noqa: B018  (Budget validates ratio / absolute / metric)
 
     # ----------------------------------------------------------------- building
@@ -121,18 +142,22 @@ class ProblemSpec:
         """The quantizer settings."""
         return quantizer_settings(self.quantizer, weight_rounding=self.weight_rounding)
 
-    def build_workload(self) -> Workload:
+    def build_workload(self) -> "Workload":
         """The workload (loaded from its registry name, or the one given)."""
-        if isinstance(self.workload, Workload):
+        if not isinstance(self.workload, str):
             return self.workload
+        from mpq_gym.workloads import get_workload
         return get_workload(self.workload, data_dir=self.data_dir, weights=self.weights,
                             random_weights=self.random_weights, **dict(self.workload_kwargs or {}))
 
     def build(self, progress: bool = False) -> "Problem":
-        """The :class:`Problem` (its phase-1 table not yet computed)."""
-        return Problem(self.build_workload(), self.candidates, tied=self.tied, settings=self.settings(),
-                       lut=self.lut, split=self.split, sensitivity_images=self.sensitivity_images,
-                       surrogate_points=self.surrogate_points, seed=self.seed, progress=progress)
+        """The :class:`Problem`: from the shipped table when one stands for this spec (the workload then loads
+        on the first exact evaluation), else on the workload (its phase-1 table not yet computed)."""
+        table = find_table(self)
+        return Problem(self.build_workload if table is not None else self.build_workload(), self.candidates,
+                       tied=self.tied, settings=self.settings(), lut=self.lut, split=self.split,
+                       sensitivity_images=self.sensitivity_images, surrogate_points=self.surrogate_points,
+                       seed=self.seed, progress=progress, table=table)
 
 
 def graded_random_choices(rng: np.random.Generator, n: int, groups: int, candidates: int) -> np.ndarray:
@@ -149,31 +174,112 @@ class Problem:
     Candidate indices refer to ``candidates`` (by convention ordered from narrowest to widest);
     a configuration is one index per quantizer group. ``tied`` lists layers that share a choice, or is
     ``"residual"`` to tie the layers meeting at each residual add. Exact evaluations are counted.
+
+    With a shipped ``table`` (:class:`~mpq_gym.tabular.ProblemTable`) the layers, groups, costs, phase-1
+    table, FP32 quality and surrogate come from it, and ``workload`` may be a function that loads the
+    workload: it runs on the first exact evaluation, and the workload's fingerprint and layers must be the
+    table's (else a :class:`ConfigError` naming the fix; nothing is ever mixed).
     """
 
-    def __init__(self, workload: Workload, candidates: str | Sequence[Candidate] = "hardware",
+    def __init__(self, workload: "Workload | Callable[[], Workload]", candidates: str | Sequence[Candidate] = "hardware",
                  tied: Sequence[Sequence[str]] | str = (), settings: QuantSettings = QuantSettings(),
                  lut: LookupTableCost | str | None = None, split: str = "search", sensitivity_images: int = 256,
-                 surrogate_points: int = 16, seed: int = 0, progress: bool = True) -> None:
-        self.workload = workload
-        self.evaluator = ExactEvaluator(workload, build_quantized_model(workload, settings, progress), progress=progress)
-        self.layers = self.evaluator.qmodel.layers
-        self.layer_names = [layer.name for layer in self.layers]
+                 surrogate_points: int = 16, seed: int = 0, progress: bool = True,
+                 table: ProblemTable | None = None) -> None:
+        self.settings = settings
+        self.table = table
+        self.progress = progress
+        #: the workload, or a function that loads it (see :attr:`workload`)
+        self._source = workload
+        self._workload: Workload | None = None
         self.candidates = parse_candidates(candidates)
-        if tied == "residual":  # layers meeting at a residual add share one choice
-            tied = residual_groups(workload.model)
-        self.groups: list[QuantizerGroup] = make_groups(self.layer_names, tied)
+        if table is None:
+            total_params = self._init_from_workload(tied)
+        else:
+            total_params = self._init_from_table(table)
         if isinstance(lut, str):
             lut = LookupTableCost.load(lut, self.layers)
-        self.cost_model = CostModel.for_model(self.layers, workload.model, lut)
+        self.cost_model = CostModel(self.layers, total_params, lut)
         self.split = split
         self.sensitivity_images = sensitivity_images
         self.surrogate_points = surrogate_points
         self.seed = seed
-        self.progress = progress
         self.exact_evaluations = 0
         #: a :class:`mpq_gym.bench.parallel.RayPool` of this problem: phase-1 rows and surrogate calibration run on it
         self.pool = None
+        if table is not None:
+            self._check_table(table)
+
+    def _init_from_workload(self, tied: Sequence[Sequence[str]] | str) -> int:
+        """Layers and groups of the workload (built now); returns the model's parameter count."""
+        model = self.workload.model
+        self.layers: list[LayerInfo] = self.evaluator.qmodel.layers
+        self.layer_names = [layer.name for layer in self.layers]
+        if tied == "residual":  # layers meeting at a residual add share one choice
+            tied = residual_groups(model)
+        self.groups: list[QuantizerGroup] = make_groups(self.layer_names, tied)
+        return sum(p.numel() for p in model.parameters())
+
+    def _init_from_table(self, table: ProblemTable) -> int:
+        """Layers and groups of the table; returns the model's parameter count."""
+        if [str(c) for c in self.candidates] != [str(c) for c in table.candidates]:
+            raise ConfigError(f"table {table.source} holds candidates {[str(c) for c in table.candidates]}, not "
+                              f"{[str(c) for c in self.candidates]}; {REGENERATE}")
+        self.layers = list(table.layers)
+        self.layer_names = [layer.name for layer in self.layers]
+        self.groups = list(table.groups)
+        return table.total_params
+
+    def _check_table(self, table: ProblemTable) -> None:
+        """The table's costs and calibration points are what this code derives from its layers and seed."""
+        for metric, cost in table.costs.items():
+            computed = np.append(self.group_cost_table(metric), [self.cost_model.fixed[metric], self.cost_model.cost(
+                self.cost_model.reference_config(), metric)])
+            if not np.allclose(np.append(cost["table"], [cost["fixed"], cost["reference"]]), computed, rtol=1e-9):
+                raise ConfigError(f"table {table.source}: its {metric} costs differ from what this mpq-gym computes "
+                                  f"from its layers; {REGENERATE}")
+        if not np.array_equal(table.calibration_choices, self.surrogate_calibration_choices()):
+            raise ConfigError(f"table {table.source}: its calibration configurations are not those of "
+                              f"surrogate_points={self.surrogate_points}, seed={self.seed}; {REGENERATE}")
+
+    # ------------------------------------------------------------------ workload
+    @property
+    def workload(self) -> "Workload":
+        """The workload (with a table: loaded on first use and checked against the table's fingerprint)."""
+        if self._workload is None:
+            self._workload = self._load_workload()
+        return self._workload
+
+    def _load_workload(self) -> "Workload":
+        """The workload, loaded now when given as a function. With a table, raise naming the fix when its data or
+        weights are missing, or when it is not the workload the table was computed from."""
+        table = self.table
+        if table is None:
+            return self._source() if callable(self._source) else self._source
+        try:
+            workload = self._source() if callable(self._source) else self._source
+            fingerprint = workload.fingerprint()
+        except (MissingDataError, MissingWeightsError) as exc:
+            raise type(exc)(f"exact evaluation needs the {table.key['workload']} network and its data (the table "
+                            f"{table.source} covers surrogate rewards only): {exc}") from exc
+        if fingerprint != table.fingerprint:
+            raise ConfigError(f"the {workload.name} weights and data loaded here (fingerprint {fingerprint}) are not "
+                              f"those the table {table.source} was computed from ({table.fingerprint}): pass "
+                              "tabular=False to compute everything from yours, or regenerate the tables with "
+                              "`mpq-gym tabular build`")
+        return workload
+
+    @cached_property
+    def evaluator(self) -> "ExactEvaluator":
+        """The counted exact oracle: the workload's fake-quantized network (built on first use)."""
+        from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
+        workload = self.workload
+        qmodel = build_quantized_model(workload, self.settings, self.progress)
+        if self.table is not None and qmodel.layers != list(self.table.layers):
+            raise ConfigError(f"the layers of the {workload.name} network loaded here are not those of the table "
+                              f"{self.table.source}: pass tabular=False, or regenerate the tables with "
+                              "`mpq-gym tabular build`")
+        return ExactEvaluator(workload, qmodel, progress=self.progress)
 
     # ------------------------------------------------------------ configurations
     def config(self, choices: Sequence[int]) -> Config:
@@ -220,11 +326,16 @@ class Problem:
     @cached_property
     def fp32_quality(self) -> float:
         """Primary metric of the FP32 model on the problem's split."""
+        if self.table is not None:
+            return self.table.fp32_quality
         return self.quality(self.uniform(FP32))
 
     @cached_property
     def sensitivity(self) -> SensitivityTable:
         """Phase-1 table S[group, candidate] on the first ``sensitivity_images`` calibration images (cached)."""
+        if self.table is not None:
+            return SensitivityTable([g.name for g in self.groups], list(self.candidates), self.table.sensitivity.copy(),
+                                    self.sensitivity_images)
         return compute_sensitivity(self.evaluator.qmodel, self.sensitivity_inputs(), self.groups, self.candidates,
                                    cache_key=self.workload.fingerprint(), batch_size=self.workload.batch_size,
                                    progress=self.progress, pool=self.pool)
@@ -237,6 +348,8 @@ class Problem:
     def surrogate(self) -> Surrogate:
         """Surrogate calibrated on every uniform configuration plus graded-random ones, ``surrogate_points`` in all."""
         choices = self.surrogate_calibration_choices()
+        if self.table is not None:
+            return Surrogate(self.sensitivity).fit(choices, self.table.calibration_values, self.fp32_quality)
         if self.pool is not None:
             values = np.array(self.pool.qualities(choices, self.split))
         else:

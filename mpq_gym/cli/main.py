@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "each policy vs a baseline on the same held-out samples, with paired bootstrap CIs"),
     "leaderboard": ("leaderboard", "replay every MPQ-Bench submission, rebuild LEADERBOARD.md (or submit one)"),
     "groundtruth": ("groundtruth", "the ground-truth table near the front: build it, or read its fidelity numbers"),
+    "tabular": ("tabular", "the shipped problem tables (surrogate mode without network or data): build, check, list"),
     "train": ("train", "train an RL agent on an env id (run folder, checkpoints, resume)"),
     "tune": ("tune", "search an agent's hyperparameters with Optuna and write the best preset"),
     "replay": ("replay", "run a trained agent's policy and score its configuration exactly"),
