@@ -1,9 +1,10 @@
 """Phase 1 on models that are no ``nn.Sequential`` chain: ``python -m benchmarks.phase1_stages``.
 
-For MobileNetV2 (random weights, ImageNet-sample images), MiniLM (real weights, STS-B pairs) and
-:class:`BlockLoopNet` (a loop over an ``nn.ModuleList`` with functional ops between; random weights and
-inputs): how :class:`~mpq_gym.quant.stages.StageChain` cut the network (stages, method, the reason for a
-fallback), the phase-1 wall time, and that time ÷ (cells × one FP32 forward of the original model over
+For MobileNetV2 (random weights, ImageNet-sample images), MiniLM (real weights, STS-B pairs; its wrapper
+declares its stages, passing (hidden states, mask) tuples per batch) and :class:`BlockLoopNet` (a loop over
+an ``nn.ModuleList`` with functional ops between; random weights and inputs): how
+:class:`~mpq_gym.quant.stages.StageChain` cut the network (stages, method, the reason for a fallback),
+the phase-1 wall time, and that time ÷ (cells × one FP32 forward of the original model over
 the same inputs), measured side by side in this run. ``ratio_folded`` divides by the forward of the
 quantized model's own FP32 network instead (BN folded, hooks in place), which is faster where there is
 BN to fold. ``mac_floor`` is the ratio the stages allow at best: each group's suffix MACs (quantizable
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -149,12 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write the rows as JSON here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    load_before = os.getloadavg()
     rows = [measure(name, args.images, args.size, args.candidates, args.repeats) for name in args.models.split(",")]
     header = ["model", "stages", "method", "cells", "phase-1 s", "FP32 forward s", "ratio", "ratio (folded FP32)",
               "MAC floor", "time floor"]
     table = [[r["model"], r["stages"], r["method"], r["cells"], r["phase1_s"], r["fp32_forward_s"], r["ratio"],
               r["ratio_folded"], r["mac_floor"], r["time_floor"]] for r in rows]
-    print_report("Phase 1 with stages cut from the fx graph", header, table, started, "benchmarks.phase1_stages", argv)
+    load_after = os.getloadavg()
+    print_report("Phase 1 with stages (declared by the model, or cut from the fx graph)", header, table, started, "benchmarks.phase1_stages", argv)
+    print(f"load average (1, 5, 15 min) before: {load_before}, after: {load_after}")
     for r in rows:
         if r["fallback_reason"]:
             print(f"{r['model']} falls back to one stage: {r['fallback_reason']}")
@@ -162,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(json.dumps({
             "rows": rows, "candidates": args.candidates, "torch_threads": torch.get_num_threads(),
             "total_s": round(time.perf_counter() - started, 1), "peak_rss_gb": round(peak_rss_gb(), 2),
+            "load_average_before": [round(v, 2) for v in load_before],
+            "load_average_after": [round(v, 2) for v in load_after], "cpu_count": os.cpu_count(),
             "command": reproduce_command("benchmarks.phase1_stages", argv)}, indent=1) + "\n")
     return 0
 

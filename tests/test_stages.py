@@ -1,5 +1,6 @@
-"""StageChain on models that are no nn.Sequential chain: stages cut from the torch.fx graph, verified against
-the real forward, calling the very modules the quantizer hooks; untraceable models fall back with a reason."""
+"""StageChain on models that are no nn.Sequential chain: stages cut from the torch.fx graph or declared by the
+model (Hugging Face encoders: tuples of tensors between stages, kept per batch), verified against the real
+forward, calling the very modules the quantizer hooks; untraceable models fall back with a reason."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,7 @@ from mpq_gym.quant.graph import quantizable_layers
 from mpq_gym.quant.model import QuantizedModel
 from mpq_gym.quant.quantizers import QuantSettings
 from mpq_gym.quant.stages import StageChain
-from mpq_gym.workloads import get_workload
+from mpq_gym.workloads import SplitSizes, get_workload
 
 
 def _check_chain(model: nn.Module, x: torch.Tensor) -> StageChain:
@@ -73,10 +74,69 @@ def test_data_dependent_control_flow_falls_back_with_a_reason():
     assert chain.stage_of("a") == chain.stage_of("b") == 0
 
 
-def test_minilm_falls_back_with_a_reason():
-    workload = get_workload("minilm", random_weights=True)
-    chain = StageChain.build(workload.model, workload.example_input())
-    assert len(chain) == 1 and "torch.fx cannot trace PairEncoder.forward" in chain.fallback_reason
+def _check_declared_chain(model: nn.Module, example: torch.Tensor, x: torch.Tensor, layers: list[str]) -> StageChain:
+    """The chain of a model that declares its stages: accepted, equal to the forward on ``x``, every layer
+    staged in order, and its stages hold (so call) the model's own layer objects."""
+    chain = StageChain.build(model, example)
+    assert chain.method == "declared" and len(chain) > 1 and chain.fallback_reason is None
+    with torch.no_grad():
+        assert torch.equal(chain.run(x), model(x))
+    stages = [chain.stage_of(name) for name in layers]
+    assert stages == sorted(stages) and stages[0] > 0 and len(set(stages)) > 1
+    modules = dict(model.named_modules())
+    for name in layers:
+        assert any(m is modules[name] for m in chain.stages[chain.stage_of(name)][1].modules())
+    return chain
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return get_workload("minilm", random_weights=True, split_sizes=SplitSizes(12, 8), batch_size=4)
+
+
+def test_minilm_is_a_chain_of_declared_stages(minilm):
+    model = minilm.model.eval()
+    layers = [layer.name for layer in quantizable_layers(model, minilm.example_input(), fold_bn=False)]
+    x = minilm.split("calibration").inputs
+    chain = _check_declared_chain(model, minilm.example_input(), x, layers)
+    assert len(chain) == 1 + 6 * 4 + 1  # embeddings, 4 parts per encoder layer, pooling
+    assert chain.names[0] == "sentence.encoder.embeddings" and chain.names[-1] == "pooling"
+    assert chain.stage_of("sentence.encoder.encoder.layer.0.attention.self.query") == 1
+    assert chain.stage_of("sentence.encoder.encoder.layer.5.output.dense") == len(chain) - 2
+    with torch.no_grad():
+        # per batch: each batch is trimmed to its own length, so the kept activations stay a list of tuples
+        middle = chain.run_batched(x, 4, 0, 9)
+        assert isinstance(middle, list) and len(middle) == 3 and all(isinstance(m, tuple) for m in middle)
+        assert len({m[0].shape[1] for m in middle}) > 1  # different lengths: no concatenation possible
+        assert torch.equal(chain.run_batched(middle, 4, 9), torch.cat([model(b) for b in x.split(4)]))
+
+
+def test_hf_classifiers_declare_their_stages(tiny_hf):
+    workload = get_workload(f"hf:{tiny_hf['bert']}", dataset=tiny_hf["data"])
+    model = workload.model.eval()
+    layers = [layer.name for layer in quantizable_layers(model, workload.example_input(), fold_bn=False)]
+    chain = _check_declared_chain(model, workload.example_input(), workload.split("search").inputs, layers)
+    assert chain.names[-1] == "model.classifier" and chain.stage_of("model.bert.pooler.dense") == len(chain) - 1
+
+
+def test_roberta_style_heads_and_non_bert_encoders():
+    from transformers import DistilBertConfig, DistilBertModel, RobertaConfig, RobertaForSequenceClassification
+
+    from mpq_gym.workloads.transformer_models import MeanPooledEncoder, SequenceClassifier
+    torch.manual_seed(0)
+    tokens = torch.stack([torch.randint(3, 90, (5, 12)), torch.ones(5, 12, dtype=torch.long)], dim=1)
+    tokens[1:, 1, 7:] = 0  # right padding
+    tokens[:, 0] *= tokens[:, 1]
+    roberta = SequenceClassifier(RobertaForSequenceClassification(RobertaConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=40, num_labels=3, pad_token_id=1)).eval()).eval()
+    chain = _check_declared_chain(roberta, tokens[:2], tokens, ["model.roberta.encoder.layer.0.attention.self.query",
+                                                              "model.classifier.out_proj"])
+    assert chain.names[-1] == "model.classifier"
+    distil = MeanPooledEncoder(DistilBertModel(DistilBertConfig(vocab_size=100, dim=16, n_layers=1, n_heads=2,
+                                                                hidden_dim=32)).eval()).eval()
+    chain = StageChain.build(distil, tokens[:2])
+    assert len(chain) == 1 and "DistilBertModel is no BERT-style encoder" in chain.fallback_reason
 
 
 class Dict(nn.Module):
@@ -161,3 +221,47 @@ def test_phase1_rows_equal_one_stage_rows(block_loop_qmodel, monkeypatch):
     assert np.isfinite(np.stack(list(staged.values()))).all()
     for g in which:
         np.testing.assert_allclose(staged[g], whole[g], rtol=1e-4, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def minilm_qmodel(minilm) -> tuple[QuantizedModel, torch.Tensor]:
+    x = minilm.split("calibration").inputs  # 12 pairs: 3 batches of 4, each trimmed to its own length
+    qm = QuantizedModel(minilm.model, minilm.example_input(), calibration_batches=lambda: list(x.split(4)),
+                        settings=QuantSettings(), progress=False)
+    return qm, x
+
+
+def test_minilm_phase1_rows_equal_one_stage_rows(minilm_qmodel, monkeypatch):
+    qm, x = minilm_qmodel
+    groups, candidates = make_groups(qm.layer_names), parse_candidates("W8A4,W8A8")  # one weight fit per layer
+    which = [0, 3, 16, len(groups) - 1]  # layer 0 query and attention output, layer 2 intermediate, layer 5 output
+    staged = sensitivity_rows(qm, x, groups, candidates, which, batch_size=4)
+    assert len(StageChain.build(qm.model, x[:1])) > 1
+    monkeypatch.setattr(StageChain, "build", classmethod(lambda cls, model, example: cls.whole(model, "forced")))
+    whole = sensitivity_rows(qm, x, groups, candidates, which, batch_size=4)
+    assert np.isfinite(np.stack(list(staged.values()))).all()
+    for g in which:
+        np.testing.assert_allclose(staged[g], whole[g], rtol=1e-5, atol=1e-4)
+
+
+def test_minilm_reused_activations_give_the_full_forward_outputs(minilm):
+    from mpq_gym.evaluate.exact import ExactEvaluator, StageInputCache
+    from mpq_gym.evaluate.store import ResultStore
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        evaluator = ExactEvaluator(minilm, progress=False, store=ResultStore(None))
+    evaluator.stage_inputs = StageInputCache(1 << 28)
+    names = evaluator.qmodel.layer_names
+    assert len(evaluator.chain) > 1 and evaluator.chain.method == "declared"
+    w8a8, w8a4 = Candidate(8, 8), Candidate(8, 4)  # few layers, one weight width: few quantizers to fit
+    base = {**uniform_config(names, FP32), names[3]: w8a8, names[30]: w8a8}
+    configs = [base, {**base, names[-1]: w8a4}, {**base, names[20]: w8a8}, {**base, names[21]: w8a4},
+               {**base, names[0]: w8a8}]
+    for config in configs:
+        evaluator.qmodel.set_config(config)
+        with torch.inference_mode():
+            full = torch.cat([evaluator.qmodel(b) for b, _ in minilm.split("search").batches(minilm.batch_size)])
+        assert torch.equal(evaluator.outputs(config, "search"), full)
+    # every configuration starts from a kept input: the embeddings stage holds no layer, so its output is
+    # shared by all; the others differ from the first only from a later stage on
+    assert evaluator.stage_inputs.hits == len(configs) - 1 and evaluator.stage_inputs.misses == 1
+    assert 0 < evaluator.stage_inputs.bytes <= 1 << 28

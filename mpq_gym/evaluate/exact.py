@@ -23,7 +23,7 @@ from mpq_gym.metrics import sqnr_db
 from mpq_gym.evaluate.store import ResultStore
 from mpq_gym.quant.model import QuantizedModel
 from mpq_gym.quant.quantizers import QuantSettings
-from mpq_gym.quant.stages import StageChain
+from mpq_gym.quant.stages import Activation, StageChain, activation_bytes, clone_activation
 from mpq_gym.workloads.base import Workload
 
 #: Bump when the numerics of an evaluation change, so stale memoised results are not reused.
@@ -44,7 +44,9 @@ def reuse_bytes() -> int:
 
 
 class StageInputCache:
-    """Least-recently-used stage inputs (a list of per-batch tensors per key), at most ``max_bytes`` in all.
+    """Least-recently-used stage inputs (a list of per-batch activations per key: tensors, or tuples of them
+    where the stages pass several, e.g. hidden states and an attention mask), at most ``max_bytes`` in all
+    (a tuple counts the bytes of all its tensors).
 
     An input larger than ``max_bytes / MIN_ENTRIES`` is not kept: the largest activations are the early,
     high-resolution ones, whose prefix is the cheapest to recompute, and keeping one would evict many
@@ -57,7 +59,7 @@ class StageInputCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
-        self._entries: OrderedDict[Hashable, list[torch.Tensor]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, list[Activation]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -65,21 +67,21 @@ class StageInputCache:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._entries
 
-    def get(self, key: Hashable) -> list[torch.Tensor] | None:
+    def get(self, key: Hashable) -> list[Activation] | None:
         """The kept tensors of ``key`` (now the most recently used), or None."""
         if key not in self._entries:
             return None
         self._entries.move_to_end(key)
         return self._entries[key]
 
-    def put(self, key: Hashable, tensors: list[torch.Tensor]) -> None:
+    def put(self, key: Hashable, tensors: list[Activation]) -> None:
         """Keep ``tensors`` under ``key``, dropping the least recently used entries to stay within the budget."""
-        size = sum(t.numel() * t.element_size() for t in tensors)
+        size = activation_bytes(tensors)
         if size > self.max_bytes / self.MIN_ENTRIES or key in self._entries:
             return
         while self.bytes + size > self.max_bytes:
             _, dropped = self._entries.popitem(last=False)
-            self.bytes -= sum(t.numel() * t.element_size() for t in dropped)
+            self.bytes -= activation_bytes(dropped)
         self._entries[key] = tensors
         self.bytes += size
 
@@ -158,7 +160,7 @@ class ExactEvaluator:
         for s in tqdm(range(start, len(chain)), desc=f"evaluating on {split}", leave=False, disable=not self.progress):
             # a kept input is cloned: a stage may work in place on its input (e.g. a ReLU(inplace=True))
             kept = keys[s] in self.stage_inputs
-            xs = [chain.run(x.clone() if kept else x, s, s + 1) for x in xs]
+            xs = [chain.run(clone_activation(x) if kept else x, s, s + 1) for x in xs]
             if s + 1 < len(chain):
                 self.stage_inputs.put(keys[s + 1], xs)
         return torch.cat([x.float().cpu() for x in xs])

@@ -3,7 +3,9 @@
 Label-free (the AIMET mixed-precision paper's Omega^SQNR), on the calibration split. The network is
 cut into a verified chain of stages (:class:`mpq_gym.quant.stages.StageChain`); the FP32 input of each
 stage is computed once, so a cell re-runs only the suffix of the network from the stage holding its
-group. Rows are saved as they finish, so an interrupted run resumes where it stopped.
+group. A stage input is one batched tensor, or a list of per-batch activations where the stages pass
+tuples (a transformer's hidden states and mask, each batch trimmed to its own length). Rows are saved as
+they finish, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from mpq_gym.candidates import QuantizerGroup
 from mpq_gym.config import FP32, Candidate, uniform_config
 from mpq_gym.metrics import sqnr_db
 from mpq_gym.quant.model import QuantizedModel
-from mpq_gym.quant.stages import StageChain
+from mpq_gym.quant.stages import StageChain, clone_activation
 
 SENSITIVITY_FORMAT = 4
 
@@ -81,7 +83,7 @@ def masked_sqnr_rows(qmodel: QuantizedModel, inputs: torch.Tensor, cells: Cells,
         row = np.empty(len(cells[key]))
         for c, partial in enumerate(cells[key]):
             qmodel.set_config({**fp32, **partial})
-            row[c] = sqnr_db(chain.run_batched(x.clone(), batch_size, current).float(), reference)
+            row[c] = sqnr_db(chain.run_batched(clone_activation(x), batch_size, current).float(), reference)
         rows[key] = row
         if on_row is not None:
             on_row(key, row)

@@ -1,13 +1,23 @@
-"""A network as a verified chain of stages, each taking the single tensor the stage before returned.
+"""A network as a verified chain of stages, each taking what the stage before returned: one tensor, or a
+tuple of tensors (e.g. a transformer's hidden states and attention mask), passed as its arguments.
 
 Phase 1 (:mod:`mpq_gym.evaluate.sensitivity`) needs it: a configuration that changes only layers from
-stage s on re-runs only stages s.. from a kept input of stage s. Two ways to find the stages, cheapest
-first; each is checked against the model's real forward on an example input before it is accepted:
+stage s on re-runs only stages s.. from a kept input of stage s. Three ways to find the stages; each is
+checked against the model's real forward on an example input before it is accepted:
 
+0. the stages the model declares itself: a method ``mpq_stages()`` returning (name, module) pairs (or
+   None where it cannot), each module calling the model's own submodules (the Hugging Face wrappers of
+   :mod:`mpq_gym.workloads.transformer_models` do: embeddings, each encoder layer's attention /
+   intermediate / output, the pooling or head), checked also to call the quantizable layers the forward
+   calls; a layer maps to the first stage that calls it;
 1. the model's top-level modules (``nn.Sequential`` expanded), when they compose to its forward;
 2. its ``torch.fx`` graph (Conv2d, Linear and every hooked module kept as one call, so each stage calls the
    very module objects the quantizer hooks), cut where a single batched tensor is live and nothing later
    writes into it, with at least one quantizable layer per stage.
+
+A stage's input and output is an :data:`Activation`: a tensor, or a tuple of tensors. Tuples are kept per
+batch (:meth:`StageChain.run_batched` returns a list of them): batches may differ in shapes (a text batch
+trimmed to its own length), so they cannot be concatenated.
 
 A model that is neither is one stage (correct, only slower), and :attr:`StageChain.fallback_reason` says
 why (e.g. data-dependent control flow that ``torch.fx`` cannot trace).
@@ -16,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import torch
 from torch import fx, nn
@@ -25,6 +35,24 @@ from mpq_gym.quant.graph import QUANTIZABLE_TYPES
 
 #: Stage lists, as (name, module) pairs.
 Stages = list[tuple[str, nn.Module]]
+#: What a stage takes and returns: a tensor, or a tuple of tensors (passed to the next stage as its arguments).
+Activation = Union[torch.Tensor, tuple[torch.Tensor, ...]]
+#: What :meth:`StageChain.run_batched` takes and returns: one batched tensor, or one activation per batch.
+Batched = Union[torch.Tensor, list[Activation]]
+
+
+def clone_activation(x: Any) -> Any:
+    """A copy of a tensor, of a tuple of them or of a per-batch list (a stage may write into its input)."""
+    if isinstance(x, torch.Tensor):
+        return x.clone()
+    return type(x)(clone_activation(v) for v in x)
+
+
+def activation_bytes(x: Any) -> int:
+    """Bytes held by a tensor, a tuple of them or a per-batch list (the sum over its tensors)."""
+    if isinstance(x, torch.Tensor):
+        return x.numel() * x.element_size()
+    return sum(activation_bytes(v) for v in x)
 
 
 class _NoChain(Exception):
@@ -40,8 +68,11 @@ def _top_level_stages(model: nn.Module, prefix: str = "") -> Stages:
     return stages
 
 
-def _run(stages: Sequence[tuple[str, nn.Module]], x: torch.Tensor) -> torch.Tensor:
+def _run(stages: Sequence[tuple[str, nn.Module]], x: Activation) -> Activation:
     for _, module in stages:
+        if isinstance(x, tuple):
+            x = module(*x)
+            continue
         if isinstance(module, nn.Linear) and x.ndim > 2:
             x = x.flatten(1)
         x = module(x)
@@ -222,14 +253,58 @@ def _traced_stages(model: nn.Module, example: torch.Tensor) -> tuple[Stages, dic
     return stages, layers
 
 
+# --------------------------------------------------------------------------------------------- declared
+def _called_layers(model: nn.Module, run: Any) -> tuple[list[str], Any]:
+    """(the quantizable layers of ``model`` that ``run()`` calls, in order of first call, named as
+    ``named_modules`` names them; what ``run()`` returned): recorded by forward pre-hooks, removed again."""
+    calls: dict[str, None] = {}
+    handles = [module.register_forward_pre_hook(lambda m, args, name=name: calls.setdefault(name, None))
+               for name, module in model.named_modules() if isinstance(module, QUANTIZABLE_TYPES)]
+    try:
+        result = run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(calls), result
+
+
+def _declared_stages(model: nn.Module, example: torch.Tensor, reference: torch.Tensor) -> tuple[Stages, dict[str, int]]:
+    """The stages ``model.mpq_stages()`` declares, verified: chained on ``example`` they give the forward's
+    output and call the quantizable layers the forward calls; layer name -> the first stage that calls it."""
+    try:
+        stages = model.mpq_stages()
+    except Exception as exc:  # noqa: BLE001 - a model that cannot declare its stages says why
+        raise _NoChain(f"its mpq_stages() failed ({type(exc).__name__}: {_first_line(exc)})") from exc
+    if not stages:
+        raise _NoChain("its mpq_stages() declares no stages")
+    stages, layers, x = list(stages), {}, example
+    try:
+        for k, stage in enumerate(stages):
+            called, x = _called_layers(model, lambda: _run([stage], x))
+            for name in called:
+                layers.setdefault(name, k)
+    except Exception as exc:  # noqa: BLE001 - a stage that rejects the chained input: not a chain
+        raise _NoChain(f"the stages its mpq_stages() declares do not run on the example input "
+                       f"({type(exc).__name__}: {_first_line(exc)})") from exc
+    if not (isinstance(x, torch.Tensor) and x.shape == reference.shape
+            and torch.allclose(x, reference, rtol=1e-5, atol=1e-6)):
+        raise _NoChain("the stages its mpq_stages() declares do not reproduce its forward on the example input")
+    real, _ = _called_layers(model, lambda: model(example))
+    if set(layers) != set(real):
+        differ = sorted(set(real) ^ set(layers))
+        raise _NoChain(f"the stages its mpq_stages() declares call other layers than its forward ({differ[:3]})")
+    return stages, layers
+
+
 # --------------------------------------------------------------------------------------------- the chain
 @dataclass
 class StageChain:
     """(name, module) stages whose composition is the model's forward; ``len(chain) == 1`` when the model is
     not a chain (the fallback: the whole model is one stage, and ``fallback_reason`` says why).
 
-    ``method`` is how the stages were found: ``"modules"`` (top-level modules), ``"fx"`` (cut from the
-    ``torch.fx`` graph; ``layers`` maps each quantizable layer to its stage) or ``"whole"`` (the fallback).
+    ``method`` is how the stages were found: ``"declared"`` (the model's ``mpq_stages()``), ``"modules"``
+    (top-level modules), ``"fx"`` (cut from the ``torch.fx`` graph) or ``"whole"`` (the fallback); for
+    ``declared`` and ``fx``, ``layers`` maps each quantizable layer to its stage.
     """
 
     stages: Stages
@@ -245,25 +320,32 @@ class StageChain:
     @classmethod
     @torch.inference_mode()
     def build(cls, model: nn.Module, example_input: torch.Tensor) -> "StageChain":
-        """The model's top-level modules (``nn.Sequential`` expanded) if they compose to its forward on
-        ``example_input``, else stages cut from its ``torch.fx`` graph (verified the same way), else one
-        stage with ``fallback_reason`` set."""
+        """The stages the model declares (``mpq_stages()``), else its top-level modules (``nn.Sequential``
+        expanded), else stages cut from its ``torch.fx`` graph, each accepted only if it composes to the
+        forward on ``example_input``; else one stage with ``fallback_reason`` set."""
         reference = model(example_input)
         if not isinstance(reference, torch.Tensor):
             return cls.whole(model, f"the model returns a {type(reference).__name__}, not one tensor")
+        declared_reason = ""
+        if callable(getattr(model, "mpq_stages", None)):
+            try:
+                stages, layers = _declared_stages(model, example_input, reference)
+                return cls(stages, layers, method="declared")
+            except _NoChain as exc:
+                declared_reason = f"{exc}; "
         top = _top_level_stages(model)
         if top and _reproduces(top, example_input, reference):
             return cls(top)
         try:
             stages, layers = _traced_stages(model, example_input)
         except _NoChain as exc:
-            return cls.whole(model, str(exc))
+            return cls.whole(model, declared_reason + str(exc))
         except Exception as exc:  # noqa: BLE001 - the traced graph failed to run: not a chain we can use
-            return cls.whole(model, f"its fx graph does not run on the example input ({type(exc).__name__}: "
-                                    f"{_first_line(exc)})")
+            return cls.whole(model, f"{declared_reason}its fx graph does not run on the example input "
+                                    f"({type(exc).__name__}: {_first_line(exc)})")
         if not _reproduces(stages, example_input, reference):
-            return cls.whole(model, "the stages cut from its fx graph do not reproduce its forward on the "
-                                    "example input")
+            return cls.whole(model, f"{declared_reason}the stages cut from its fx graph do not reproduce its "
+                                    "forward on the example input")
         return cls(stages, layers, method="fx")
 
     def __len__(self) -> int:
@@ -271,7 +353,8 @@ class StageChain:
 
     @property
     def names(self) -> list[str]:
-        """Stage names ("" for the whole-model fallback; "first layer..last layer" for fx stages)."""
+        """Stage names ("" for the whole-model fallback; "first layer..last layer" for fx stages; the module
+        qualified name for top-level and, by the models' convention, declared stages)."""
         return [name for name, _ in self.stages]
 
     def stage_of(self, layer: str) -> int:
@@ -289,10 +372,18 @@ class StageChain:
         raise ValueError(f"layer {layer!r} is in no stage: name it as dict(model.named_modules()) does, "
                          f"for a Conv2d / Linear that runs in the forward")
 
-    def run(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Stages ``start`` to ``stop`` (exclusive; default: to the end) on ``x``, the input of stage ``start``."""
+    def run(self, x: Activation, start: int = 0, stop: int | None = None) -> Activation:
+        """Stages ``start`` to ``stop`` (exclusive; default: to the end) on ``x``, the input of stage ``start``
+        (a tuple is passed as the stage's arguments)."""
         return _run(self.stages[start:stop], x)
 
-    def run_batched(self, x: torch.Tensor, batch_size: int, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """:meth:`run` in batches of ``batch_size``, concatenated."""
-        return torch.cat([self.run(x[i:i + batch_size], start, stop) for i in range(0, len(x), batch_size)])
+    def run_batched(self, x: Batched, batch_size: int, start: int = 0, stop: int | None = None) -> Batched:
+        """:meth:`run` per batch: ``x`` is one batched tensor (cut into batches of ``batch_size``) or a list of
+        per-batch activations (as this returns; ``batch_size`` is then unused). The results are concatenated
+        when they are all tensors of one shape but the batch (as :meth:`run` on all of ``x`` would give);
+        otherwise (tuples, or tensors of per-batch lengths) they come back as the per-batch list."""
+        parts = [x[i:i + batch_size] for i in range(0, len(x), batch_size)] if isinstance(x, torch.Tensor) else x
+        out = [self.run(part, start, stop) for part in parts]
+        if out and all(isinstance(o, torch.Tensor) and o.ndim > 0 and o.shape[1:] == out[0].shape[1:] for o in out):
+            return torch.cat(out)
+        return out
