@@ -264,9 +264,9 @@ class Problem:
                             f"{table.source} covers surrogate rewards only): {exc}") from exc
         if fingerprint != table.fingerprint:
             raise ConfigError(f"the {workload.name} weights and data loaded here (fingerprint {fingerprint}) are not "
-                              f"those the table {table.source} was computed from ({table.fingerprint}): pass "
-                              "tabular=False to compute everything from yours, or regenerate the tables with "
-                              "`mpq-gym tabular build`")
+                              f"those the table {table.source} was computed from ({table.fingerprint}; other weights "
+                              "or data, or images decoded into MPQ_GYM_CACHE by another version): pass tabular=False "
+                              "to compute everything from yours, or regenerate the tables with `mpq-gym tabular build`")
         return workload
 
     @cached_property
