@@ -213,6 +213,31 @@ def test_damaged_decoded_images_are_decoded_again(tmp_path, monkeypatch):
         assert all(torch.equal(again[k].inputs, x) and torch.equal(again[k].targets, y) for k, (x, y) in clean.items())
 
 
+def test_an_image_replaced_by_one_of_the_same_size_is_decoded_again(tmp_path, monkeypatch):
+    """The decoded-images cache is keyed by the files' bytes: a changed image of unchanged size is not served stale."""
+    from PIL import Image
+
+    from mpq_gym.workloads.base import SplitSizes
+    from mpq_gym.workloads.imagenet import ImagePreprocessing, load_imagenet_splits
+    monkeypatch.setenv("MPQ_GYM_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "val"
+    rng = np.random.default_rng(0)
+    for c in range(1000):
+        (root / f"n{c:08d}").mkdir(parents=True)
+        if c < 6:
+            Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(root / f"n{c:08d}" / "a.png",
+                                                                                     compress_level=0)
+    prep, sizes = ImagePreprocessing(resize=36, crop=32), SplitSizes(2, 2, 2)
+    before = load_imagenet_splits(root, prep, sizes)
+    image = root / "n00000000" / "a.png"
+    size = image.stat().st_size
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(image, compress_level=0)  # same size
+    assert image.stat().st_size == size
+    after = load_imagenet_splits(root, prep, sizes)
+    assert any(not torch.equal(before[k].inputs, after[k].inputs) for k in before)
+    assert len(list((tmp_path / "cache" / "data").glob("*.pt"))) == 2
+
+
 def test_load_cached_never_runs_a_planted_pickle(tmp_path, monkeypatch):
     """A cache file replaced by a pickle that would run code is discarded without being unpickled."""
     import pickle

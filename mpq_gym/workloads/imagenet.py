@@ -1,6 +1,7 @@
 """ImageNet-style image data in ``ImageFolder`` layout: located, split deterministically, cached as uint8."""
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,8 @@ def load_imagenet_splits(data_dir: str | os.PathLike | None, prep: ImagePreproce
     root = find_imagenet_dir(data_dir)
     paths, labels = list_images(root)
     indices = split_indices(len(paths), sizes, seed, f"the images in {root}")
-    listing = [(str(p.relative_to(root)), p.stat().st_size) for p in paths]
+    # keyed by the files' bytes, not their sizes: a re-extracted or edited image of the same size is decoded again
+    listing = [(str(p.relative_to(root)), hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest()) for p in paths]
     key = content_hash(str(root), listing, prep, sizes, seed, IMAGES_CACHE_FORMAT)
     cache_file = cache_dir() / "data" / f"imagenet-{key}.pt"
 
