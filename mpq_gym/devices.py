@@ -43,3 +43,9 @@ def resolve_device(spec: str | torch.device = "cpu") -> torch.device:
 def batch_size_for(device: torch.device, cpu_batch_size: int) -> int:
     """The forward-pass batch size on ``device``: the CPU's, or :data:`ACCELERATOR_BATCH_FACTOR` times it."""
     return cpu_batch_size if device.type == "cpu" else cpu_batch_size * ACCELERATOR_BATCH_FACTOR
+
+
+def device_tag(device: torch.device) -> tuple[str, ...]:
+    """What a cache key adds for results computed on ``device``: nothing on the CPU (so CPU keys stay what they
+    were), the device type elsewhere (an accelerator's float results differ in the last bits)."""
+    return () if device.type == "cpu" else (device.type,)

@@ -21,8 +21,10 @@ from mpq_gym.budget import Budget, BudgetTable
 from mpq_gym.candidates import QuantizerGroup, config_from_choices, make_groups, parse_candidates
 from mpq_gym.config import FP32, Candidate, Config, uniform_config
 from mpq_gym.cost import CostModel, LookupTableCost
+from mpq_gym.devices import resolve_device
 from mpq_gym.errors import ConfigError, MissingDataError, MissingWeightsError
 from mpq_gym.evaluate.sensitivity import RowPool, SensitivityTable, compute_sensitivity
+from mpq_gym.evaluate.interactions import PairwiseTable, compute_pairwise
 from mpq_gym.evaluate.surrogate import Surrogate
 from mpq_gym.quant.graph import LayerInfo
 from mpq_gym.quant.quantizers import DEFAULT_QUANTIZER, QUANTIZERS, WEIGHT_ROUNDING, QuantSettings, quantizer_settings
@@ -88,6 +90,8 @@ class ProblemSpec:
     #: start from the table shipped for these fields (:mod:`mpq_gym.tabular`) when one exists; False computes
     #: everything from the workload
     tabular: bool = True
+    #: where the network runs: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda[:N]``, ``mps``
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         _require((isinstance(self.workload, str) or _is_workload(self.workload)) and bool(self.workload), "workload",
@@ -114,6 +118,8 @@ class ProblemSpec:
                  "choose 'search' (or 'calibration' / 'test')")
         _require(isinstance(self.seed, int) and not isinstance(self.seed, bool), "seed", self.seed, "give an integer")
         _require(isinstance(self.tabular, bool), "tabular", self.tabular, "give true or false")
+        _require(isinstance(self.device, str), "device", self.device, "give 'auto', 'cpu', 'cuda[:N]' or 'mps'")
+        resolve_device(self.device)  # raises ConfigError naming the fix when the device is not available
         self.budget_spec  # noqa: B018  (Budget validates ratio / absolute / metric)
 
     # ----------------------------------------------------------------- building
@@ -157,7 +163,7 @@ class ProblemSpec:
         return Problem(self.build_workload if table is not None else self.build_workload(), self.candidates,
                        tied=self.tied, settings=self.settings(), lut=self.lut, split=self.split,
                        sensitivity_images=self.sensitivity_images, surrogate_points=self.surrogate_points,
-                       seed=self.seed, progress=progress, table=table)
+                       seed=self.seed, progress=progress, table=table, device=self.device)
 
 
 def graded_random_choices(rng: np.random.Generator, n: int, groups: int, candidates: int) -> np.ndarray:
@@ -185,8 +191,10 @@ class Problem:
                  tied: Sequence[Sequence[str]] | str = (), settings: QuantSettings = QuantSettings(),
                  lut: LookupTableCost | str | None = None, split: str = "search", sensitivity_images: int = 256,
                  surrogate_points: int = 16, seed: int = 0, progress: bool = True,
-                 table: ProblemTable | None = None) -> None:
+                 table: ProblemTable | None = None, device: str = "cpu") -> None:
         self.settings = settings
+        #: where the network runs (``ProblemSpec.device``; a bare Problem runs on the CPU)
+        self.device = resolve_device(device)
         self.table = table
         self.progress = progress
         #: the workload, or a function that loads it (see :attr:`workload`)
@@ -274,7 +282,7 @@ class Problem:
         """The counted exact oracle: the workload's fake-quantized network (built on first use)."""
         from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
         workload = self.workload
-        qmodel = build_quantized_model(workload, self.settings, self.progress)
+        qmodel = build_quantized_model(workload, self.settings, self.progress, self.device)
         if self.table is not None and qmodel.layers != list(self.table.layers):
             raise ConfigError(f"the layers of the {workload.name} network loaded here are not those of the table "
                               f"{self.table.source}: pass tabular=False, or regenerate the tables with "
@@ -355,6 +363,22 @@ class Problem:
         else:
             values = np.array([self.quality(self.config(c)) for c in choices])
         return Surrogate(self.sensitivity).fit(choices, values, self.fp32_quality)
+
+    @cached_property
+    def pairwise(self) -> PairwiseTable:
+        """Measured interactions of adjacent groups on phase 1's images (``(G - 1) x C^2`` cells, cached like
+        phase 1): the CLADO-style baseline's terms and the ``pairwise`` surrogate's."""
+        return compute_pairwise(self.evaluator.qmodel, self.sensitivity_inputs(), self.groups, self.candidates,
+                                cache_key=self.workload.fingerprint(), batch_size=self.workload.batch_size,
+                                progress=self.progress)
+
+    @cached_property
+    def pairwise_surrogate(self) -> Surrogate:
+        """The surrogate plus the measured adjacent-pair interactions, mapped to the metric by the same
+        calibrated fit (no further exact evaluations)."""
+        pairwise = self.pairwise
+        return Surrogate(self.sensitivity, self.surrogate.metric_fit, pairwise.pairs,
+                         pairwise.interactions(self.sensitivity))
 
     def surrogate_calibration_choices(self) -> np.ndarray:
         """The configurations (candidate indices) the surrogate is calibrated on."""

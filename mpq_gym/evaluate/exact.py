@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mpq_gym.cache import cache_dir, content_hash, load_entry, save_atomic, tensor_like
-from mpq_gym.devices import batch_size_for
+from mpq_gym.devices import batch_size_for, device_tag
 from mpq_gym.config import FP32, Config, config_to_json, uniform_config
 from mpq_gym.metrics import sqnr_db
 from mpq_gym.evaluate.store import ResultStore
@@ -124,7 +124,7 @@ class ExactEvaluator:
 
     def _key(self, config: Config, split: str) -> str:
         return content_hash(EVAL_FORMAT, self.workload.fingerprint(), self.qmodel.settings, split,
-                            config_to_json(config))
+                            config_to_json(config), *device_tag(self.qmodel.device))
 
     @property
     def chain(self) -> StageChain:
@@ -168,7 +168,8 @@ class ExactEvaluator:
     def fp32_outputs(self, split: str) -> torch.Tensor:
         """FP32 outputs on ``split`` (cached in memory and on disk; a damaged file is recomputed)."""
         if split not in self._fp32_outputs:
-            path = cache_dir() / "fp32_outputs" / f"{content_hash(FP32_FORMAT, self.workload.fingerprint(), split)}.pt"
+            key = content_hash(FP32_FORMAT, self.workload.fingerprint(), split, *device_tag(self.qmodel.device))
+            path = cache_dir() / "fp32_outputs" / f"{key}.pt"
             n = len(self.workload.split(split))
             entry = load_entry(path, lambda t: tensor_like(t, dtype=torch.float32) and t.ndim >= 1 and len(t) == n)
             if entry is None:

@@ -23,6 +23,7 @@ from mpq_gym.cache import cache_dir, content_hash
 from mpq_gym.candidates import QuantizerGroup
 from mpq_gym.config import Candidate
 from mpq_gym.evaluate.sensitivity import SensitivityTable, masked_sqnr_rows, resumable_rows
+from mpq_gym.devices import device_tag
 from mpq_gym.metrics import noise_power
 from mpq_gym.quant.model import QuantizedModel
 
@@ -66,7 +67,8 @@ def compute_pairwise(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Seque
     path = None
     if cache_key is not None:
         key = content_hash(PAIRWISE_FORMAT, cache_key, qmodel.settings, [g.layers for g in groups],
-                           [tuple(c) for c in candidates], pairs, len(inputs))
+                           [tuple(c) for c in candidates], pairs, len(inputs),
+                           *device_tag(qmodel.device))
         path = cache_dir() / "pairwise" / f"{key}.pt"
     cells = pairwise_cells(groups, candidates, pairs)
     qmodel.prepare_candidates([layer for g in groups for layer in g.layers], candidates)

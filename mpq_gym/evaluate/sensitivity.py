@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic, tensor_like
 from mpq_gym.candidates import QuantizerGroup
 from mpq_gym.config import FP32, Candidate, uniform_config
+from mpq_gym.devices import device_tag
 from mpq_gym.metrics import sqnr_db
 from mpq_gym.quant.model import QuantizedModel
 from mpq_gym.quant.stages import StageChain, clone_activation
@@ -140,7 +141,7 @@ def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Se
     path = None
     if cache_key is not None:
         key = content_hash(SENSITIVITY_FORMAT, cache_key, qmodel.settings, [g.layers for g in groups],
-                           [tuple(c) for c in candidates], len(inputs))
+                           [tuple(c) for c in candidates], len(inputs), *device_tag(qmodel.device))
         path = cache_dir() / "sensitivity" / f"{key}.pt"
 
     def fill(pending: list[int], record: Callable[[int, np.ndarray], None]) -> None:
