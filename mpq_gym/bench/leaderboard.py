@@ -31,7 +31,8 @@ from mpq_gym.bench.runner import BenchSpec, read_json, read_results, write_resul
 from mpq_gym.bench.suite_runner import (improvement_markdown, problem_names, ranking_markdown, scores_by_policy,
                                         summarize)
 from mpq_gym.bench.suites import LOCATION_KWARGS, SUITES, Suite
-from mpq_gym.bench.validate import Replayer, recorded_library_differences, replayer_for, validate
+from mpq_gym.bench.validate import (Replayer, recorded_library_differences, replayer_for, row_provenance_of,
+                                    validate)
 from mpq_gym.errors import ConfigError, InputFileError, MpqGymError
 
 ENTRY_FILE = "entry.json"
@@ -219,6 +220,16 @@ def check_suite_entries(root: Path, suite: Suite, overrides: Mapping[str, Any] |
 
 
 # ------------------------------------------------------------------------------------------ the board
+def _recorded(check: EntryCheck) -> str:
+    """Where the entry's rows were computed: commit (+ "dirty"), device and CPU count, first and last date."""
+    records = [row_provenance_of(r) for rows in check.rows.values() for r in rows]
+    dates = sorted(r.get("date", "")[:10] for r in records if r.get("date"))
+    first = records[0] if records else {}
+    commit = (first.get("commit") or "no git")[:10] + (" dirty" if first.get("dirty") else "")
+    span = dates[0] if dates and dates[0] == dates[-1] else f"{dates[0]}..{dates[-1]}" if dates else "-"
+    return f"{commit}, {first.get('device', '?')} x{first.get('cpu_count', '?')}, {span}"
+
+
 def _library_note(check: EntryCheck) -> str:
     """"torch 2.4.0 → 2.5.1" for every library recorded at another version than this replay's."""
     return "; ".join(f"{name} {info['recorded']} → {info['now']}" for name, info in check.libraries.items()) or "-"
@@ -239,9 +250,9 @@ def suite_section(suite: Suite, checks: Sequence[EntryCheck], out: Path) -> tupl
             scores.update(scores_by_policy(by_task, suite))
         summary = {**summarize(scores, problems), "failing": summary["failing"]}
         meta = {c.name: (f"[{c.meta['method']}]({c.meta['link']})" if c.meta["link"] else c.meta["method"],
-                         f"`{c.meta['policy']}`", _library_note(c)) for c in ranked}
-        lines += [ranking_markdown(summary, meta, ("method", "policy", "libraries differing from the replay"),
-                                   "entry"), "",
+                         f"`{c.meta['policy']}`", _recorded(c), _library_note(c)) for c in ranked}
+        lines += [ranking_markdown(summary, meta, ("method", "policy", "recorded (commit, device, date)",
+                                                   "libraries differing from the replay"), "entry"), "",
                   f"Ranked by the IQM of the normalized score across problems and runs (ties: Δ vs FP32). "
                   f"Quality: exact, on each task's report split; Δ vs FP32 in points. 95 % intervals: stratified "
                   f"bootstrap over runs, {summary['resamples']} replicates ({summary['backend']}); a deterministic "

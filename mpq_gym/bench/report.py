@@ -120,8 +120,11 @@ def pareto_plot(rows: list[dict[str, str]], path: Path, title: str = "",
         ax.axhline(float(rows[0]["fp32_quality"]), color="gray", linestyle="--", label="FP32")
         for budget in sorted({float(r["budget"]) for r in rows}):
             ax.axvline(budget, color="lightgray", linewidth=0.8)
-    _log_x(ax)
-    ax.set_xlabel(f"{metric} ÷ {metric} of uniform W8A16 (log scale)")
+    costs = [float(r[column]) for r in rows] + [p["cost_ratio"] for p in (references or {}).get("uniform", [])]
+    wide = bool(costs) and min(costs) > 0 and max(costs) / min(costs) > 8
+    if wide:  # e.g. W2A2 at 0.03 beside W8A8 at 0.5: a log axis keeps the low-bit end readable
+        _log_x(ax)
+    ax.set_xlabel(f"{metric} ÷ {metric} of uniform W8A16" + (" (log scale)" if wide else ""))
     ax.set_ylabel(f"quality on the {rows[0]['report_split'] if rows else ''} split (IQM, 95 % CI)")
     ax.set_title(title or (rows[0]["env"] if rows else ""))
     ax.legend(fontsize=8)

@@ -27,7 +27,7 @@ from mpq_gym.bench.report import profile_plot, sample_efficiency_plot, write_rep
 from mpq_gym.bench.runner import BenchSpec, read_json, read_results, run_benchmark
 from mpq_gym.bench.suites import LOCATION_KWARGS, Suite, SuiteTask, check_suite
 from mpq_gym.envs.env import split_env_kwargs
-from mpq_gym.errors import ConfigError
+from mpq_gym.errors import ConfigError, MpqGymError
 from mpq_gym.markdown import markdown_table
 
 #: the taus of the performance profile (normalized score)
@@ -63,6 +63,28 @@ def preflight(tasks: Sequence[SuiteTask], overrides: Mapping[str, Any] | None = 
     for task in tasks:
         spec, _ = split_env_kwargs(task.env_id, {**dict(task.env_kwargs), **dict(overrides or {})})
         spec.build_workload()
+
+
+def plan_suite(suite: Suite, policies: Sequence[str], tasks: Sequence[str] | None = None,
+               check_weights: bool = True) -> list[dict[str, Any]]:
+    """A dry run: every (selected) task's definition and cell count, its kwargs validated without building
+    anything, and (``check_weights``) whether its workload's weights load here (else the error's text)."""
+    check_suite(suite)
+    stochastic = sum(get_policy(p).stochastic for p in policies)
+    plan = []
+    for task in select_tasks(suite, tasks):
+        entry = {"task": task.name, "env_id": task.env_id, "env_kwargs": dict(task.env_kwargs),
+                 "budgets": list(task.budgets), "seeds": task.seeds, "max_evaluations": task.max_evaluations,
+                 "report_split": task.report_split, "track": task.track,
+                 "cells": len(task.budgets) * (len(policies) - stochastic + stochastic * task.seeds)}
+        if check_weights:
+            try:
+                preflight([task])
+                entry["weights"] = "ok"
+            except MpqGymError as exc:
+                entry["weights"] = " ".join(str(exc).split())
+        plan.append(entry)
+    return plan
 
 
 def _write_suite_json(suite: Suite, out: Path, tasks: Sequence[SuiteTask], policies: Sequence[str]) -> None:

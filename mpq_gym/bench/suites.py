@@ -123,7 +123,8 @@ _TORCHVISION_NOTE = "needs the torchvision ImageNet weights in the torch hub cac
 
 SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("mpqbench-v1-lite", 1,
-          "Two small tasks that run end to end, every baseline and PPO, in about 10 minutes on 2 CPU cores.",
+          "Two small tasks that run end to end, every baseline and PPO, in about 8.5 minutes of CPU time "
+          "(one thread, empty cache).",
           (SuiteTask("digits-low", "MixedPrecision-DigitsCNN-v0",
                      {"candidates": _LOW_BIT, "weight_rounding": "nearest"}, (0.05, 0.08), seeds=2,
                      max_evaluations=4, track="nearest",

@@ -10,9 +10,9 @@ from pathlib import Path
 from mpq_gym.bench.policies import BUILTIN, import_plugin
 from mpq_gym.bench.report import write_report
 from mpq_gym.bench.runner import REPORT_SPLITS, BenchSpec, run_benchmark
-from mpq_gym.bench.suite_runner import run_suite, write_suite_report
+from mpq_gym.bench.suite_runner import plan_suite, run_suite, write_suite_report
 from mpq_gym.bench.suites import SUITES, get_suite
-from mpq_gym.cli.common import make_parser, names, parse_env_kwargs, positive_floats, positive_int, run_cli
+from mpq_gym.cli.common import make_parser, names, parse_env_kwargs, positive_floats, positive_int, print_json, run_cli
 from mpq_gym.errors import ConfigError
 from mpq_gym.tracking import MlflowTracker
 
@@ -62,14 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="run the cells in parallel on Ray: a local instance, or the cluster at ADDRESS")
     parser.add_argument("--workers", type=positive_int, default=2, help="Ray workers (one CPU each)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --suite: validate every task's kwargs and weights and print the plan; run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     for module in args.plugin:
         import_plugin(module)
     if args.suite:
         return _run_suite(args)
-    if args.tasks:
-        raise ConfigError("--tasks selects tasks of a suite; give --suite NAME too, or drop --tasks")
+    if args.tasks or args.dry_run:
+        raise ConfigError("--tasks and --dry-run apply to a suite; give --suite NAME too, or drop them")
     fixed = {k: SUITE_FIXED[k] if getattr(args, k) is None else getattr(args, k) for k in SUITE_FIXED}
     spec = BenchSpec(args.env, parse_env_kwargs(args.env_kwargs), args.policies, fixed["budgets"], fixed["seeds"],
                      fixed["max_evaluations"], fixed["report_split"])
@@ -89,6 +91,11 @@ def _run_suite(args) -> int:
     if given:
         raise ConfigError(f"suite {args.suite} fixes {', '.join(given)}; drop them (or run --env without --suite)")
     suite = get_suite(args.suite)
+    if args.dry_run:
+        plan = plan_suite(suite, args.policies, args.tasks)
+        print_json({**suite.identity(), "policies": args.policies, "tasks": plan,
+                    "cells": sum(t["cells"] for t in plan)})
+        return 0 if all(t["weights"] == "ok" for t in plan) else 1
     results = run_suite(suite, args.policies, args.out, args.tasks, parse_env_kwargs(args.env_kwargs),
                         progress=not args.quiet, ray=args.ray, workers=args.workers, plugins=args.plugin)
     paths = write_suite_report(args.out, suite)

@@ -9,6 +9,7 @@ a suite run (``mpq-gym bench --suite NAME --out RUN``) into a new entry folder.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from mpq_gym.bench.leaderboard import BOARD, build_leaderboard, submit
@@ -20,7 +21,7 @@ SUBCOMMANDS = ("build", "submit")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(argv or [])
+    argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in (*SUBCOMMANDS, "-h", "--help"):
         argv = ["build", *argv]
     parser = make_parser("leaderboard", __doc__, "build", "submit runs/lite --suite mpqbench-v1-lite --policy ilp "
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"entry: {entry}\nnext: mpq-gym leaderboard build --root {args.root}")
         return 0
     overrides = parse_env_kwargs(args.env_kwargs)
-    suites = {name: get_suite(name) for name in sorted(SUITES)}
+    suites = {name: get_suite(name) for name in SUITES}
     board = build_leaderboard(args.root, suites, overrides, progress=not args.quiet)
     data = json.loads((args.root / "leaderboard.json").read_text())
     failing = {s: sorted(d["failing"]) for s, d in data.items() if d["failing"]}

@@ -1,0 +1,115 @@
+"""The MPQ-Bench leaderboard on DigitsCNN: entries cut from a suite run are replayed and ranked; a doctored
+row, a missing cell, a changed task or a missing entry.json is listed as failing, not ranked."""
+import json
+from pathlib import Path
+
+import pytest
+
+from mpq_gym.bench import aggregate
+from mpq_gym.bench import leaderboard as lb
+from mpq_gym.bench.runner import read_results, write_results
+from mpq_gym.bench.suite_runner import run_suite
+from mpq_gym.bench.suites import SUITES, Suite, SuiteTask, get_suite
+from mpq_gym.cli import leaderboard as lb_cli
+from mpq_gym.cli.common import run_cli
+
+ENV = "MixedPrecision-DigitsCNN-v0"
+TINY = Suite("test-board", 1, "one DigitsCNN task at two budgets", (
+    SuiteTask("low", ENV, {"candidates": "W2A2,W2A4,W3A3,W4A2,W4A4,W8A8", "weight_rounding": "nearest"}, (0.05, 0.08),
+              seeds=2, max_evaluations=4, track="nearest"),))
+POLICIES = ("uniform", "ilp", "random")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    run_suite(TINY, list(POLICIES), out, progress=False)
+    return out
+
+
+@pytest.fixture
+def root(run_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(aggregate, "backend", lambda: "numpy")
+    board = tmp_path / "leaderboard"
+    for policy in POLICIES:
+        lb.submit(run_dir, TINY, policy, board / TINY.name / policy, method=policy.upper(), link="https://x.org/p")
+    return board
+
+
+def build(root: Path) -> dict:
+    lb.build_leaderboard(root, {TINY.name: TINY})
+    return json.loads((root / "leaderboard.json").read_text())[TINY.name]
+
+
+def test_valid_entries_are_replayed_and_ranked(root):
+    data = build(root)
+    assert data["failing"] == {}
+    names = [e["name"] for e in data["ranked"]]
+    assert sorted(names) == sorted(POLICIES)
+    scores = [e["normalized"]["iqm"] for e in data["ranked"]]
+    assert scores == sorted(scores, reverse=True)
+    text = (root / "LEADERBOARD.md").read_text()
+    assert "## test-board" in text and "| 1 | ilp | [ILP](https://x.org/p) | `ilp` |" in text
+    assert (root / TINY.name / "profile.png").stat().st_size > 10_000
+    meta = {p: json.loads((root / TINY.name / p / "entry.json").read_text()) for p in POLICIES}
+    assert [meta[p]["deterministic"] for p in POLICIES] == [True, True, False]
+    readme = (root / TINY.name / "random" / "README.md").read_text()
+    assert "mpq-gym bench --suite test-board --policies random" in readme
+
+
+def test_a_doctored_row_is_rejected(root):
+    path = root / TINY.name / "random" / "low" / "results.csv"
+    rows = read_results(path)
+    rows[2]["quality"] = str(float(rows[2]["quality"]) + 0.25)  # a better number than the configuration gives
+    write_results(path, rows)
+    data = build(root)
+    assert [e["name"] for e in data["ranked"]] == [n for n in ("ilp", "uniform")]
+    (reason,) = data["failing"]["random"]
+    assert reason.startswith("low: row 4 does not reproduce (quality recorded")
+    text = (root / "LEADERBOARD.md").read_text()
+    assert "- **random**: low: row 4 does not reproduce" in text
+
+
+def test_incomplete_changed_or_unlabelled_entries_fail(root):
+    ilp, uniform, random = (root / TINY.name / p for p in ("ilp", "uniform", "random"))
+    rows = read_results(random / "low" / "results.csv")
+    write_results(random / "low" / "results.csv", rows[:-1])  # a seed missing
+    spec = json.loads((uniform / "low" / "bench.json").read_text())
+    spec["env_kwargs"]["sensitivity_images"] = 8  # another task
+    (uniform / "low" / "bench.json").write_text(json.dumps(spec))
+    (ilp / "entry.json").unlink()
+    data = build(root)
+    assert data["ranked"] == [] and sorted(data["failing"]) == ["ilp", "random", "uniform"]
+    assert any("entry.json is missing" in r for r in data["failing"]["ilp"])
+    assert any("cells (budget, seed)" in r for r in data["failing"]["random"])
+    assert any("the suite fixes" in r for r in data["failing"]["uniform"])
+    assert "No ranked entries yet." in (root / "LEADERBOARD.md").read_text()
+
+
+def test_the_command_line_submits_and_builds(run_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(aggregate, "backend", lambda: "numpy")
+    monkeypatch.setitem(SUITES, TINY.name, TINY)
+    monkeypatch.setattr(lb_cli, "SUITES", {TINY.name: TINY})
+    root = tmp_path / "board"
+    argv = ["submit", str(run_dir), "--suite", TINY.name, "--policy", "ilp", "--entry", "ilp", "--root", str(root)]
+    assert lb_cli.main(argv) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lb_cli.main, argv)  # the entry exists
+    assert exit_info.value.code == 2 and "choose another --entry" in capsys.readouterr().err
+    assert lb_cli.main(["--root", str(root), "--quiet"]) == 0
+    assert "ranked ['ilp'], failing []" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lb_cli.main, ["--root", str(root), "--env-kwargs", "candidates=W8A8"])
+    assert exit_info.value.code == 2
+
+
+def test_the_committed_lite_entries_describe_the_released_suite():
+    """Structure only (no replay, which needs EfficientNet-Lite0): every committed entry covers the released
+    suite's tasks with its seeds, budgets and digest."""
+    suite = get_suite("mpqbench-v1-lite")
+    entries = lb.entry_folders(REPO / "leaderboard", suite)
+    assert {e.name for e in entries} >= {"uniform", "random", "greedy", "ilp", "evolution", "ppo"}
+    for entry in entries:
+        assert lb.check_entry(entry, suite, replay=False).reasons == [], entry.name
+    assert "## mpqbench-v1-lite" in (REPO / "leaderboard" / "LEADERBOARD.md").read_text()
