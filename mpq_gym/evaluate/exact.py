@@ -31,7 +31,7 @@ EVAL_FORMAT = 4
 #: Bump when the FP32-outputs cache layout changes.
 FP32_FORMAT = 2
 #: bytes of stage inputs kept for reuse; ``MPQ_GYM_REUSE_BYTES`` overrides it, 0 turns reuse off
-DEFAULT_REUSE_BYTES = 2 * 1024 ** 3
+DEFAULT_REUSE_BYTES = 1024 ** 3
 
 
 def reuse_bytes() -> int:
