@@ -15,7 +15,7 @@ SOURCES = {"mpq_gym": "mpq_gym", "agents": "mpq_gym.agents", "baselines": "mpq_g
 #: own unit (where the no-cycle test keeps the order one way), never up or sideways.
 LAYERS: list[dict[str, tuple[str, ...]]] = [
     {"core": ("mpq_gym.errors", "mpq_gym.allocator", "mpq_gym.cache", "mpq_gym.config", "mpq_gym.candidates", "mpq_gym.budget",
-              "mpq_gym.metrics", "mpq_gym.tracking", "mpq_gym.markdown", "mpq_gym.provenance")},
+              "mpq_gym.metrics", "mpq_gym.tracking", "mpq_gym.markdown", "mpq_gym.provenance", "mpq_gym.devices")},
     {"workloads": ("mpq_gym.workloads",), "quant": ("mpq_gym.quant",)},
     {"evaluate": ("mpq_gym.evaluate",), "cost": ("mpq_gym.cost",)},
     {"problem": ("mpq_gym.problem", "mpq_gym.tabular", "mpq_gym.search", "mpq_gym.scores")},

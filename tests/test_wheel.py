@@ -32,6 +32,9 @@ def test_wheel_contents(wheel: Path) -> None:
     assert {t for t in top if not t.endswith(".dist-info")} == {"mpq_gym"}  # no top-level agents/baselines
     assert "mpq_gym/agents/hyperparams/ppo.yml" in names and "mpq_gym/py.typed" in names
     assert "mpq_gym/baselines/ilp.py" in names and not any(n.startswith("mpq_gym/benchmarks") for n in names)
+    shipped = Path(__file__).resolve().parent.parent / "mpq_gym" / "data"
+    for table in [*shipped.glob("tabular/*.json.gz"), *shipped.glob("groundtruth/*.csv.gz")]:  # the shipped tables
+        assert f"mpq_gym/data/{table.parent.name}/{table.name}" in names
     info = next(t for t in top if t.endswith(".dist-info"))
     assert any(n.startswith(f"{info}/licenses/LICENSE") or n == f"{info}/LICENSE" for n in names)
     entry_points = zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode()
