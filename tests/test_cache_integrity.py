@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -190,6 +191,18 @@ def test_discarding_a_damaged_quantizer_cache_invalidates_its_rows(clean, tmp_pa
     assert fresh.evaluate(config, "test") == numbers["W2A4"] and fresh.forward_passes == 1
 
 
+def _fake_imagenet(tmp_path: Path, **save: Any) -> tuple[Path, np.random.Generator]:
+    """A small ImageFolder with 1000 class folders, 6 of them holding one random PNG; and the generator."""
+    from PIL import Image
+    root = tmp_path / "val"
+    rng = np.random.default_rng(0)
+    for c in range(1000):
+        (root / f"n{c:08d}").mkdir(parents=True)
+        if c < 6:
+            Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(root / f"n{c:08d}" / "a.png", **save)
+    return root, rng
+
+
 def test_damaged_decoded_images_are_decoded_again(tmp_path, monkeypatch):
     """The ImageNet decoded-images cache (a small fake ImageFolder with 1000 class folders)."""
     from PIL import Image
@@ -197,12 +210,7 @@ def test_damaged_decoded_images_are_decoded_again(tmp_path, monkeypatch):
     from mpq_gym.workloads.base import SplitSizes
     from mpq_gym.workloads.imagenet import ImagePreprocessing, load_imagenet_splits
     monkeypatch.setenv("MPQ_GYM_CACHE", str(tmp_path / "cache"))
-    root = tmp_path / "val"
-    rng = np.random.default_rng(0)
-    for c in range(1000):
-        (root / f"n{c:08d}").mkdir(parents=True)
-        if c < 6:
-            Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(root / f"n{c:08d}" / "a.png")
+    root, rng = _fake_imagenet(tmp_path)
     prep, sizes = ImagePreprocessing(resize=36, crop=32), SplitSizes(2, 2, 2)
     clean = {k: (s.inputs.clone(), s.targets.clone()) for k, s in load_imagenet_splits(root, prep, sizes).items()}
     (cache_file,) = (tmp_path / "cache" / "data").glob("*.pt")
@@ -220,13 +228,7 @@ def test_an_image_replaced_by_one_of_the_same_size_is_decoded_again(tmp_path, mo
     from mpq_gym.workloads.base import SplitSizes
     from mpq_gym.workloads.imagenet import ImagePreprocessing, load_imagenet_splits
     monkeypatch.setenv("MPQ_GYM_CACHE", str(tmp_path / "cache"))
-    root = tmp_path / "val"
-    rng = np.random.default_rng(0)
-    for c in range(1000):
-        (root / f"n{c:08d}").mkdir(parents=True)
-        if c < 6:
-            Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(root / f"n{c:08d}" / "a.png",
-                                                                                     compress_level=0)
+    root, rng = _fake_imagenet(tmp_path, compress_level=0)
     prep, sizes = ImagePreprocessing(resize=36, crop=32), SplitSizes(2, 2, 2)
     before = load_imagenet_splits(root, prep, sizes)
     image = root / "n00000000" / "a.png"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +13,16 @@ from mpq_gym.bench.aggregate import iqm, iqm_interval
 from mpq_gym.bench.runner import read_results
 from mpq_gym.markdown import markdown_table
 
+
+
+def _finish(fig: Any, ax: Any, path: Path) -> Path:
+    """Legend, grid, tight layout; save ``fig`` to ``path`` and close it."""
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
 
 def aggregate(rows: list[dict[str, str]]) -> list[dict[str, float | str | int]]:
     """One entry per (budget, policy): IQM of quality with its 95 % CI across seeds, mean costs and search cost."""
@@ -127,12 +138,7 @@ def pareto_plot(rows: list[dict[str, str]], path: Path, title: str = "",
     ax.set_xlabel(f"{metric} ÷ {metric} of uniform W8A16" + (" (log scale)" if wide else ""))
     ax.set_ylabel(f"quality on the {rows[0]['report_split'] if rows else ''} split (IQM, 95 % CI)")
     ax.set_title(title or (rows[0]["env"] if rows else ""))
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def sample_efficiency_plot(panels: dict[str, list[dict[str, str]]], path: Path) -> Path:
@@ -185,12 +191,7 @@ def profile_plot(profiles: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, n
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of runs with score > τ")
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def write_report(results: Path, title: str = "") -> dict[str, Path]:
