@@ -27,41 +27,15 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import kendalltau
-from sklearn.linear_model import RidgeCV
 
 from benchmarks.common import peak_rss_gb, print_report
 from mpq_gym.bench.cells import make_problem
 from mpq_gym.bench.groundtruth import fidelity_report, get_task
-from mpq_gym.evaluate.groundtruth import GroundTruthTable, load_groundtruth
+from mpq_gym.evaluate.groundtruth import GroundTruthTable, leave_one_slice_out_sqnr, load_groundtruth
 from mpq_gym.evaluate.interactions import compute_pairwise
-from mpq_gym.evaluate.surrogate import MonotoneFit, Surrogate
-from mpq_gym.evaluate.sensitivity import SensitivityTable
+from mpq_gym.evaluate.surrogate import Surrogate
 
 MODULE = "benchmarks.surrogate_near_front"
-QUARTERS = 4
-
-
-def features(surrogates: dict[str, Surrogate], choices: np.ndarray) -> np.ndarray:
-    """Per configuration: additive and pairwise predicted SQNR, and log10 noise per depth quarter."""
-    base = surrogates["additive"]
-    noise = base.noise[np.arange(choices.shape[1]), choices]  # [N, G]
-    quarters = np.array_split(np.arange(choices.shape[1]), QUARTERS)
-    per_quarter = np.stack([np.log10(noise[:, q].sum(axis=1)) for q in quarters], axis=1)
-    preds = [s.predicted_sqnr(choices)[:, None] for s in surrogates.values()]
-    return np.concatenate([*preds, per_quarter], axis=1)
-
-
-def learned_sqnr(table: GroundTruthTable, surrogates: dict[str, Surrogate], choices: np.ndarray) -> np.ndarray:
-    """Leave-one-slice-out ridge predictions of the exact SQNR (each slice predicted by a model fitted on the
-    others)."""
-    x, y = features(surrogates, choices), table.column("search_sqnr_db")
-    budgets = table.column("budget")
-    out = np.empty(len(y))
-    for b in np.unique(budgets):
-        test = np.isclose(budgets, b)
-        model = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(x[~test], y[~test])
-        out[test] = model.predict(x[test])
-    return out
 
 
 def slice_rows(table: GroundTruthTable, predictions: dict[str, np.ndarray], sqnr: dict[str, np.ndarray]) -> list[dict]:
@@ -93,10 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     table = load_groundtruth(args.table)
-    header = table.header
-    single = SensitivityTable(header["groups"], [], np.array(header["phase1_sqnr_db"]), header["phase1_images"])
-    fit = MonotoneFit(**header["surrogate_fit"])
-    surrogates = {"additive": Surrogate(single, fit)}
+    surrogates = {"additive": table.surrogate()}
+    single, fit = surrogates["additive"].table, surrogates["additive"].metric_fit
     pairwise_seconds = None
     if not args.no_pairwise:
         task = get_task(args.task)
@@ -109,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         surrogates["pairwise"] = Surrogate(single, fit, pw.pairs, pw.interactions(problem.sensitivity))
     choices = table.choices()
     sqnr = {name: s.predicted_sqnr(choices) for name, s in surrogates.items()}
-    sqnr["learned"] = learned_sqnr(table, surrogates, choices)
+    sqnr["learned"] = leave_one_slice_out_sqnr(table, list(surrogates.values()))
     predictions = {name: fit(value) for name, value in sqnr.items()}
     rows = slice_rows(table, predictions, sqnr)
     start = time.perf_counter()

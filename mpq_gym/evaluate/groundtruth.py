@@ -29,6 +29,8 @@ from scipy.stats import kendalltau, spearmanr
 
 from mpq_gym.cache import write_atomic
 from mpq_gym.errors import InputFileError
+from mpq_gym.evaluate.sensitivity import SensitivityTable
+from mpq_gym.evaluate.surrogate import MonotoneFit, Surrogate
 
 #: Bump when the columns or their meaning change; a table of another format is refused with a message.
 GROUNDTRUTH_FORMAT = 1
@@ -71,6 +73,12 @@ class GroundTruthTable:
     def slice(self, budget: float) -> list[dict[str, Any]]:
         """The rows of one budget slice."""
         return [r for r in self.rows if math.isclose(float(r["budget"]), budget)]
+
+    def surrogate(self) -> Surrogate:
+        """The additive surrogate the table was built with (its phase-1 table and calibrated fit, from the header)."""
+        single = SensitivityTable(self.header["groups"], [], np.array(self.header["phase1_sqnr_db"], dtype=np.float64),
+                                  self.header["phase1_images"])
+        return Surrogate(single, MonotoneFit(**self.header["surrogate_fit"]))
 
     def keys(self) -> set[tuple[float, str]]:
         """(budget, choices) of every row: what a resumed build skips."""
@@ -126,6 +134,34 @@ def load_groundtruth(path: str | Path) -> GroundTruthTable:
             raise InputFileError(f"{path}: row {i + 2} has {len(row['choices'].split())} choices, the header "
                                  f"{groups} groups; rebuild the table")
     return GroundTruthTable(header, rows)
+
+
+# ------------------------------------------------------------------------- a learned SQNR correction
+#: depth bins of the learned correction's noise features
+DEPTH_BINS = 4
+
+
+def sqnr_features(surrogates: Sequence[Surrogate], choices: np.ndarray) -> np.ndarray:
+    """Per configuration: each surrogate's predicted SQNR and log10 of the (first surrogate's) summed noise in
+    each of :data:`DEPTH_BINS` consecutive depth bins of groups [N, len(surrogates) + DEPTH_BINS]."""
+    noise = surrogates[0].noise[np.arange(choices.shape[1]), choices]
+    bins = np.array_split(np.arange(choices.shape[1]), DEPTH_BINS)
+    per_bin = np.stack([np.log10(noise[:, b].sum(axis=1)) for b in bins], axis=1)
+    return np.concatenate([*(s.predicted_sqnr(choices)[:, None] for s in surrogates), per_bin], axis=1)
+
+
+def leave_one_slice_out_sqnr(table: GroundTruthTable, surrogates: Sequence[Surrogate]) -> np.ndarray:
+    """The exact output SQNR of every row predicted by a ridge regression on :func:`sqnr_features`, fitted on the
+    table's *other* budget slices (so every prediction is on configurations the fit never saw)."""
+    from sklearn.linear_model import RidgeCV
+    x, y = sqnr_features(surrogates, table.choices()), table.column("search_sqnr_db")
+    budgets = table.column("budget")
+    out = np.empty(len(y))
+    for budget in np.unique(budgets):
+        held_out = np.isclose(budgets, budget)
+        model = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(x[~held_out], y[~held_out])
+        out[held_out] = model.predict(x[held_out])
+    return out
 
 
 # ----------------------------------------------------------------------------------- per-sample masks
