@@ -156,14 +156,18 @@ def test_subproc_vec_env_shares_the_disk_cache():
 
 
 def test_reward_modes_and_info():
-    for mode in ("surrogate", "exact", "hybrid"):
+    for mode in ("surrogate", "exact", "hybrid", "pairwise"):
         env = _make(DIGITS, reward_mode=mode)
         env.reset(seed=0)
         for _ in range(4):
             _, reward, done, _, info = env.step(1)
-        assert done and info["exact"] == (mode != "surrogate")
+        assert done and info["exact"] == (mode in ("exact", "hybrid"))
         assert reward == pytest.approx(0.1 * (info["quality"] - info["fp32_quality"]))
         assert {"bops", "size_bits", "latency", "energy", "bops_ratio"} <= info["costs"].keys()
+        if mode == "pairwise":  # the reward from the pairwise surrogate, the normalized score from the additive one
+            problem = env.unwrapped.problem
+            assert info["quality"] == pytest.approx(problem.pairwise_surrogate.predict(np.array(info["choices"]))[0])
+            assert info["surrogate_quality"] == pytest.approx(problem.surrogate.predict(np.array(info["choices"]))[0])
 
 
 def test_reward_shapings():

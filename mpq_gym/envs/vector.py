@@ -39,8 +39,8 @@ class MixedPrecisionVectorEnv(VectorEnv):
         kwargs.pop("max_episode_steps", None)
         #: one env holding the shared problem, tables and spaces (and the single-env reference semantics)
         self.template = MixedPrecisionEnv(spec, **kwargs)
-        if self.template.reward_mode != "surrogate":
-            raise ConfigError(f"the vector env batches the surrogate reward only, got reward_mode="
+        if self.template.reward_mode not in ("surrogate", "pairwise"):
+            raise ConfigError(f"the vector env batches the surrogate rewards only, got reward_mode="
                               f"{self.template.reward_mode!r}: use gym.make_vec(..., vectorization_mode='sync')")
         self.num_envs = num_envs
         self.single_observation_space = self.template.observation_space
@@ -133,7 +133,7 @@ class MixedPrecisionVectorEnv(VectorEnv):
         chosen = self._choices.copy()
         final = (np.stack([tab.enforce_limit(c) for tab, c in zip(self._tables, chosen)]) if t.enforcement == "limit"
                  else chosen)
-        quality = self.problem.surrogate.predict(final)
+        quality = t.reward_surrogate.predict(final)
         infos = [t.final_info(c, f, q, False, tab) for c, f, q, tab in zip(chosen, final, quality, self._tables)]
         rewards = np.asarray(t._shape(quality), dtype=np.float64) * np.ones(self.num_envs)
         if t.enforcement == "penalty":
