@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import csr_matrix, hstack, kron, eye, vstack
+from scipy.sparse import csr_matrix
 
-from mpq_gym.budget import BudgetTable
+from mpq_gym.budget import BudgetTable, assignment_constraints
 from mpq_gym.evaluate.interactions import PairwiseTable
 from mpq_gym.metrics import noise_power
 from mpq_gym.search import SearchContext
@@ -29,9 +29,7 @@ def solve_pairwise_ilp(single: np.ndarray, pairs: list[tuple[int, int]], interac
     pairs, within ``table``'s limit."""
     groups, cands = single.shape
     n_x, n_y = groups * cands, len(pairs) * cands * cands
-    one_hot = hstack([kron(eye(groups), np.ones((1, cands))), csr_matrix((groups, n_y))])
-    capacity = table.ceiling - table.fixed
-    budget = hstack([csr_matrix(table.table.reshape(1, -1) / capacity), csr_matrix((1, n_y))])
+    constraints = assignment_constraints(table.table, table.ceiling - table.fixed, extra_columns=n_y)
     rows, cols, vals = [], [], []
     for p, (g, h) in enumerate(pairs):  # sum_d y[p, c, d] = x[g, c];  sum_c y[p, c, d] = x[h, d]
         base = n_x + p * cands * cands
@@ -44,10 +42,9 @@ def solve_pairwise_ilp(single: np.ndarray, pairs: list[tuple[int, int]], interac
             rows += [r] * (cands + 1)
             cols += [base + e * cands + c for e in range(cands)] + [h * cands + c]
             vals += [1.0] * cands + [-1.0]
-    marginals = csr_matrix((vals, (rows, cols)), shape=(2 * len(pairs) * cands, n_x + n_y))
-    constraints = [LinearConstraint(one_hot, 1, 1), LinearConstraint(budget, -np.inf, 1.0)]
     if pairs:
-        constraints.append(LinearConstraint(vstack([marginals]), 0, 0))
+        marginals = csr_matrix((vals, (rows, cols)), shape=(2 * len(pairs) * cands, n_x + n_y))
+        constraints.append(LinearConstraint(marginals, 0, 0))
     objective = np.concatenate([single.reshape(-1), interactions.reshape(-1)])
     scale = np.abs(objective).max() or 1.0
     result = milp(objective / scale, constraints=constraints,

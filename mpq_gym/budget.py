@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import csr_matrix, eye, kron
+from scipy.sparse import csr_matrix, eye, hstack, kron
 
 from mpq_gym.errors import ConfigError
 
@@ -133,16 +133,25 @@ class BudgetTable:
 
 
 
+def assignment_constraints(cost: np.ndarray, capacity: float, extra_columns: int = 0) -> list[LinearConstraint]:
+    """The multiple-choice knapsack's constraints on one-hot x [G * C] (``cost`` [G, C]): one choice per group,
+    summed cost <= ``capacity``; ``extra_columns`` more variables after x take no part in them."""
+    groups, candidates = cost.shape
+    cost_scale = abs(capacity) or 1.0
+    choose, spend = kron(eye(groups), np.ones((1, candidates))), csr_matrix(cost.reshape(1, -1) / cost_scale)
+    if extra_columns:
+        choose = hstack([choose, csr_matrix((groups, extra_columns))]).tocsr()
+        spend = hstack([spend, csr_matrix((1, extra_columns))]).tocsr()
+    return [LinearConstraint(choose, 1, 1), LinearConstraint(spend, -np.inf, capacity / cost_scale)]
+
+
 def solve_assignment_ilp(penalty: np.ndarray, cost: np.ndarray, capacity: float,
                          exclude: Sequence[np.ndarray] = ()) -> np.ndarray:
     """Choice per row of ``penalty`` [G, C] minimising the summed penalty with summed ``cost`` <= ``capacity``,
     other than the choice vectors in ``exclude`` (a no-good cut each: at most G - 1 of its choices)."""
     groups, candidates = penalty.shape
     scale = np.abs(penalty).max() or 1.0
-    one_hot = LinearConstraint(kron(eye(groups), np.ones((1, candidates))), 1, 1)
-    cost_scale = abs(capacity) or 1.0
-    within = LinearConstraint(csr_matrix(cost.reshape(1, -1) / cost_scale), -np.inf, capacity / cost_scale)
-    constraints = [one_hot, within]
+    constraints = assignment_constraints(cost, capacity)
     if len(exclude):
         rows = np.stack([np.arange(groups) * candidates + np.asarray(e) for e in exclude])
         cuts = np.zeros((len(exclude), penalty.size))
