@@ -19,11 +19,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from mpq_gym.cache import cache_dir, content_hash
 from mpq_gym.candidates import QuantizerGroup
 from mpq_gym.config import Candidate
-from mpq_gym.evaluate.sensitivity import SensitivityTable, masked_sqnr_rows, resumable_rows
-from mpq_gym.devices import device_tag
+from mpq_gym.evaluate.sensitivity import SensitivityTable, masked_sqnr_rows, resumable_rows, table_path
 from mpq_gym.metrics import noise_power
 from mpq_gym.quant.model import QuantizedModel
 
@@ -64,16 +62,12 @@ def compute_pairwise(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Seque
     """Measure every pair (default :func:`adjacent_pairs`) on ``inputs`` (phase 1's calibration images);
     cached and resumable under ``cache_key``."""
     pairs = list(pairs) if pairs is not None else adjacent_pairs(len(groups))
-    path = None
-    if cache_key is not None:
-        key = content_hash(PAIRWISE_FORMAT, cache_key, qmodel.settings, [g.layers for g in groups],
-                           [tuple(c) for c in candidates], pairs, len(inputs),
-                           *device_tag(qmodel.device))
-        path = cache_dir() / "pairwise" / f"{key}.pt"
+    path = table_path("pairwise", PAIRWISE_FORMAT, cache_key, qmodel, groups, candidates, pairs, len(inputs))
     cells = pairwise_cells(groups, candidates, pairs)
-    qmodel.prepare_candidates([layer for g in groups for layer in g.layers], candidates)
 
     def fill(pending: list[int], record: Callable[[int, np.ndarray], None]) -> None:
+        needed = {layer for p in pending for partial in cells[p] for layer in partial}
+        qmodel.prepare_candidates([n for n in qmodel.layer_names if n in needed], candidates)  # one data pass
         masked_sqnr_rows(qmodel, inputs, {p: cells[p] for p in pending}, batch_size, record)  # type: ignore[arg-type]
 
     sqnr = resumable_rows(path, (len(pairs), len(candidates) ** 2), fill, "pairwise interactions", progress)

@@ -101,6 +101,17 @@ def sensitivity_rows(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Seque
     return masked_sqnr_rows(qmodel, inputs, cells, batch_size, on_row)  # type: ignore[arg-type]
 
 
+def table_path(folder: str, fmt: int, cache_key: str | None, qmodel: QuantizedModel,
+               groups: Sequence[QuantizerGroup], candidates: Sequence[Candidate], *parts: Any) -> Path | None:
+    """Where a resumable table measured on ``qmodel`` lives in the cache (None without a ``cache_key``): keyed by
+    its format, the workload, the quantizer settings, groups, candidates, ``parts`` and the device."""
+    if cache_key is None:
+        return None
+    key = content_hash(fmt, cache_key, qmodel.settings, [g.layers for g in groups], [tuple(c) for c in candidates],
+                       *parts, *device_tag(qmodel.device))
+    return cache_dir() / folder / f"{key}.pt"
+
+
 def resumable_rows(path: Path | None, shape: tuple[int, int], fill: Callable[[list[int], Callable[[int, np.ndarray], None]], None],
                    desc: str, progress: bool = True) -> np.ndarray:
     """A [rows, columns] float64 table filled row by row by ``fill(pending, record)``, saved (atomically, with
@@ -138,11 +149,7 @@ def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Se
     With a Ray ``pool`` the pending groups are split into contiguous runs (in execution order), one per
     worker, each filled by :func:`sensitivity_rows` in that worker.
     """
-    path = None
-    if cache_key is not None:
-        key = content_hash(SENSITIVITY_FORMAT, cache_key, qmodel.settings, [g.layers for g in groups],
-                           [tuple(c) for c in candidates], len(inputs), *device_tag(qmodel.device))
-        path = cache_dir() / "sensitivity" / f"{key}.pt"
+    path = table_path("sensitivity", SENSITIVITY_FORMAT, cache_key, qmodel, groups, candidates, len(inputs))
 
     def fill(pending: list[int], record: Callable[[int, np.ndarray], None]) -> None:
         if pool is not None and len(pending) > 1:

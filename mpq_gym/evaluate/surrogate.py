@@ -85,12 +85,13 @@ class Surrogate:
         choices = np.atleast_2d(np.asarray(choices, dtype=np.int64))
         if choices.shape[1] != len(self._rows):
             raise ValueError(f"expected {len(self._rows)} choices per configuration, got {choices.shape[1]}")
-        noise = self.noise[self._rows, choices].sum(axis=1)
+        single = self.noise[self._rows, choices]  # [batch, group]
+        noise = single.sum(axis=1)
         if len(self.pairs):
             g, h = self.pairs[:, 0], self.pairs[:, 1]
             pair_terms = self.interactions[np.arange(len(self.pairs)), choices[:, g], choices[:, h]].sum(axis=1)
             # the joint noise of a configuration is never below its largest single-group noise
-            noise = np.maximum(noise + pair_terms, self.noise[self._rows, choices].max(axis=1))
+            noise = np.maximum(noise + pair_terms, single.max(axis=1))
         return noise
 
     def predicted_sqnr(self, choices: np.ndarray) -> np.ndarray:
