@@ -31,7 +31,7 @@ from scipy.stats import kendalltau
 from benchmarks.common import peak_rss_gb, print_report
 from mpq_gym.bench.cells import make_problem
 from mpq_gym.bench.groundtruth import fidelity_report, get_task
-from mpq_gym.evaluate.groundtruth import GroundTruthTable, leave_one_slice_out_sqnr, load_groundtruth
+from mpq_gym.evaluate.groundtruth import GroundTruthTable, leave_one_slice_out_sqnr, load_groundtruth, slice_fidelity
 from mpq_gym.evaluate.interactions import compute_pairwise
 from mpq_gym.evaluate.surrogate import Surrogate
 
@@ -48,13 +48,12 @@ def slice_rows(table: GroundTruthTable, predictions: dict[str, np.ndarray], sqnr
         m = np.isclose(budgets, b)
         ceiling = float(kendalltau(search[m], test[m]).statistic)
         for name, pred in predictions.items():
-            pick = int(np.argmax(np.where(m, pred, -np.inf)))
-            rows.append({"budget": float(b), "surrogate": name, "rows": int(m.sum()),
-                         "tau_metric": float(kendalltau(pred[m], search[m]).statistic),
-                         "tau_sqnr": float(kendalltau(sqnr[name][m], exact_sqnr[m]).statistic),
-                         "mae": float(np.abs(pred[m] - search[m]).mean()),
-                         "regret_search": float(search[m].max() - search[pick]),
-                         "regret_test": float(test[m].max() - test[pick]), "noise_ceiling_tau": ceiling})
+            fid = slice_fidelity(float(b), pred[m], search[m])
+            rows.append({"budget": float(b), "surrogate": name, "rows": fid.rows, "tau_metric": fid.kendall_tau,
+                         "tau_sqnr": slice_fidelity(float(b), sqnr[name][m], exact_sqnr[m]).kendall_tau,
+                         "mae": fid.mae, "regret_search": fid.regret,
+                         "regret_test": slice_fidelity(float(b), pred[m], test[m]).regret,
+                         "noise_ceiling_tau": ceiling})
     return rows
 
 

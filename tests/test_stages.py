@@ -210,15 +210,21 @@ def test_chain_sees_the_quantizers_hooks_and_weights(block_loop_qmodel):
     qm.set_config(uniform_config(qm.layer_names, FP32))
 
 
+def _staged_and_whole_rows(qm, x, groups, candidates, which, batch_size, monkeypatch):
+    """Phase-1 rows with the model's chain of stages (checked to have several), then with one forced stage."""
+    staged = sensitivity_rows(qm, x, groups, candidates, which, batch_size=batch_size)
+    assert len(StageChain.build(qm.model, x[:1])) > 1
+    monkeypatch.setattr(StageChain, "build", classmethod(lambda cls, model, example: cls.whole(model, "forced")))
+    whole = sensitivity_rows(qm, x, groups, candidates, which, batch_size=batch_size)
+    assert np.isfinite(np.stack(list(staged.values()))).all()
+    return staged, whole
+
+
 def test_phase1_rows_equal_one_stage_rows(block_loop_qmodel, monkeypatch):
     qm, x = block_loop_qmodel
     groups, candidates = make_groups(qm.layer_names), parse_candidates("W4A8,W8A8")
     which = range(len(groups))
-    staged = sensitivity_rows(qm, x, groups, candidates, which, batch_size=5)
-    assert len(StageChain.build(qm.model, x[:1])) > 1
-    monkeypatch.setattr(StageChain, "build", classmethod(lambda cls, model, example: cls.whole(model, "forced")))
-    whole = sensitivity_rows(qm, x, groups, candidates, which, batch_size=5)
-    assert np.isfinite(np.stack(list(staged.values()))).all()
+    staged, whole = _staged_and_whole_rows(qm, x, groups, candidates, which, 5, monkeypatch)
     for g in which:
         np.testing.assert_allclose(staged[g], whole[g], rtol=1e-4, atol=1e-3)
 
@@ -235,11 +241,7 @@ def test_minilm_phase1_rows_equal_one_stage_rows(minilm_qmodel, monkeypatch):
     qm, x = minilm_qmodel
     groups, candidates = make_groups(qm.layer_names), parse_candidates("W8A4,W8A8")  # one weight fit per layer
     which = [0, 3, 16, len(groups) - 1]  # layer 0 query and attention output, layer 2 intermediate, layer 5 output
-    staged = sensitivity_rows(qm, x, groups, candidates, which, batch_size=4)
-    assert len(StageChain.build(qm.model, x[:1])) > 1
-    monkeypatch.setattr(StageChain, "build", classmethod(lambda cls, model, example: cls.whole(model, "forced")))
-    whole = sensitivity_rows(qm, x, groups, candidates, which, batch_size=4)
-    assert np.isfinite(np.stack(list(staged.values()))).all()
+    staged, whole = _staged_and_whole_rows(qm, x, groups, candidates, which, 4, monkeypatch)
     for g in which:
         np.testing.assert_allclose(staged[g], whole[g], rtol=1e-5, atol=1e-4)
 

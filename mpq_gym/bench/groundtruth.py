@@ -19,6 +19,8 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
+from mpq_gym.baselines.evolution import evolutionary_search
+from mpq_gym.baselines.greedy_sqnr import greedy_sqnr_search
 from mpq_gym.bench.cells import make_problem
 from mpq_gym.budget import Budget
 from mpq_gym.config import FP32
@@ -93,9 +95,6 @@ def k_swap(ctx: SearchContext, base: np.ndarray, k: int, rng: np.random.Generato
 def front_configurations(ctx: SearchContext, seed: int) -> Iterator[tuple[str, np.ndarray]]:
     """(source, choices) of the searches' answers in one slice: the ILP and its next knapsack solutions,
     the greedy in both flip orders, evolution's final top individuals."""
-    from mpq_gym.baselines.evolution import evolutionary_search
-    from mpq_gym.baselines.greedy_sqnr import greedy_sqnr_search
-
     ilp = ctx.budget_table.least_penalties(noise_power(ctx.sensitivity.sqnr_db), ILP_SOLUTIONS)
     yield "ilp", ilp[0]
     for choices in ilp[1:]:
@@ -153,10 +152,15 @@ def planned_rows(problem: Problem, task: GroundTruthTask, seed: int) -> list[tup
 
 
 # ------------------------------------------------------------------------------------- rows
+def choices_text(choices: np.ndarray) -> str:
+    """A configuration's candidate indices as the table's ``choices`` column writes them."""
+    return " ".join(map(str, np.asarray(choices).tolist()))
+
+
 def evaluate_row(problem: Problem, budget: float, source: str, choices: np.ndarray, metric: str) -> dict[str, Any]:
     """One table row: exact metrics on both splits, costs, the additive surrogate's prediction."""
     config = problem.config(choices)
-    row: dict[str, Any] = {"budget": budget, "source": source, "choices": " ".join(map(str, choices.tolist()))}
+    row: dict[str, Any] = {"budget": budget, "source": source, "choices": choices_text(choices)}
     table = problem.budget_table(Budget(metric, budget))
     row["within_budget"] = bool(table.fits(choices))
     costs = problem.cost_model.costs(config)
@@ -212,9 +216,8 @@ def build_groundtruth(name: str, out: Path | None = None, seed: int = 0, progres
                                  "another --out or delete the file to start again")
         rows, elapsed = old.rows, float(old.header.get("build_seconds", 0.0))
     problem.evaluator.progress = False  # one bar over the rows instead of one per evaluation
-    done = {(round(float(r["budget"]), 6), r["choices"]) for r in rows}
-    plan = [p for p in planned_rows(problem, task, seed)
-            if (round(p[0], 6), " ".join(map(str, p[2].tolist()))) not in done]
+    done = GroundTruthTable(header, rows).keys()
+    plan = [p for p in planned_rows(problem, task, seed) if (round(p[0], 6), choices_text(p[2])) not in done]
     if limit is not None:
         plan = plan[:limit]
     start = time.perf_counter()
@@ -246,7 +249,7 @@ def fidelity_report(table: GroundTruthTable, resamples: int = 2000) -> list[dict
         predicted = table.column("additive_prediction", rows)
         search, test = table.column(f"search_{metric}", rows), table.column(f"test_{metric}", rows)
         fid = slice_fidelity(budget, predicted, search)
-        entry = {**fid.to_json(), "test_regret": float(test.max() - test[int(np.argmax(predicted))])}
+        entry = {**fid.to_json(), "test_regret": slice_fidelity(budget, predicted, test).regret}
         ilp = next(i for i, r in enumerate(rows) if r["source"] == "ilp")
         for label, best in (("best_test", int(np.argmax(test))), ("best_search", int(np.argmax(search)))):
             entry[f"headroom_{label}"] = float(test[best] - test[ilp])
