@@ -8,22 +8,21 @@ the additive surrogate ranks and values them (Kendall τ, MAE, regret) and the h
 
 Example::
 
-    mpq-gym groundtruth build --task digits-expanded --out runs/gt/digits.csv.gz
+    mpq-gym groundtruth build --task digits-low --out runs/gt/digits.csv.gz
     mpq-gym groundtruth fidelity runs/gt/digits.csv.gz
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from mpq_gym.bench.groundtruth import TASKS, build_groundtruth, default_path, fidelity_report, get_task
 from mpq_gym.cli.common import make_parser, print_json, run_cli
+from mpq_gym.evaluate.groundtruth import load_groundtruth
+from mpq_gym.markdown import markdown_table
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mpq_gym.bench.groundtruth import TASKS, build_groundtruth, default_path, fidelity_report, get_task
-    from mpq_gym.evaluate.groundtruth import load_groundtruth
-    from mpq_gym.markdown import markdown_table
-
-    parser = make_parser("groundtruth", __doc__, "build --task digits-expanded --out runs/gt/digits.csv.gz")
+    parser = make_parser("groundtruth", __doc__, "build --task digits-low --out runs/gt/digits.csv.gz")
     sub = parser.add_subparsers(dest="action", required=True)
     build = sub.add_parser("build", help="build or resume a task's table")
     build.add_argument("--task", required=True, help=f"one of {sorted(TASKS)}")

@@ -20,6 +20,7 @@ from mpq_gym.cache import cache_dir, content_hash, load_entry, save_atomic, tens
 from mpq_gym.devices import batch_size_for, device_tag
 from mpq_gym.config import FP32, Config, config_to_json, uniform_config
 from mpq_gym.metrics import sqnr_db
+from mpq_gym.errors import ConfigError
 from mpq_gym.evaluate.store import ResultStore
 from mpq_gym.quant.model import QuantizedModel
 from mpq_gym.quant.quantizers import QuantSettings
@@ -40,7 +41,7 @@ def reuse_bytes() -> int:
     try:
         return int(float(value)) if value else DEFAULT_REUSE_BYTES
     except ValueError:
-        raise ValueError(f"MPQ_GYM_REUSE_BYTES={value!r} is not a number of bytes; unset it or give e.g. 2e9") from None
+        raise ConfigError(f"MPQ_GYM_REUSE_BYTES={value!r} is not a number of bytes; unset it or give e.g. 2e9") from None
 
 
 class StageInputCache:
