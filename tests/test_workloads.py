@@ -1,3 +1,8 @@
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -81,3 +86,33 @@ def test_custom_workload_needs_all_splits():
 def test_random_weights_are_deterministic():
     one, two = (get_workload("resnet18", random_weights=True) for _ in range(2))
     assert one.model_fingerprint() == two.model_fingerprint()
+
+
+WITHOUT_TORCHVISION = """
+import json, sys
+sys.modules["torchvision"] = None  # as on an install with no torchvision, or one that does not load beside torch
+from mpq_gym.cli.common import get_workload
+from mpq_gym.errors import ConfigError
+digits = get_workload("digits_cnn", random_weights=True)
+errors = {}
+for name in ("resnet18", "efficientnet_lite0"):
+    try:
+        get_workload(name, random_weights=True)
+    except ConfigError as exc:
+        errors[name] = str(exc)
+print(json.dumps({"digits_layers": len(digits.model.features), "errors": errors,
+                  "loaded": [m for m in ("torchvision", "timm") if sys.modules.get(m) is not None]}))
+"""
+
+
+def test_workloads_and_the_cli_import_without_torchvision(tmp_path):
+    """torchvision (and timm, which imports it) load only for the ImageNet workloads: the CLI and DigitsCNN run
+    where torchvision is absent or was built for another torch; the ImageNet workloads then say it is missing."""
+    env = {**os.environ, "MPQ_GYM_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCHVISION], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["digits_layers"] == 9 and out["loaded"] == []
+    assert set(out["errors"]) == {"resnet18", "efficientnet_lite0"}
+    assert all("needs torchvision" in message and torch.__version__ in message for message in out["errors"].values())

