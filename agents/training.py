@@ -11,6 +11,10 @@ per-user secret key kept in the mpq-gym cache (``$MPQ_GYM_CACHE/secrets/run_trus
 Resuming or replaying an SB3/DDPG run folder without a valid signature (one made elsewhere, sent by
 someone) needs ``trust=True`` (CLI: ``--trust``). REINFORCE checkpoints are tensors and plain values,
 loaded with ``weights_only=True``, so they need no trust.
+
+Devices: ``device`` (CLI ``--device``) is where the *quantized network* runs (the env's ``device`` kwarg); it
+is not recorded in ``args.json``, so a run resumes on any device. The agents' own networks are small MLPs /
+LSTMs and stay on the CPU (:data:`POLICY_DEVICE`) unless the hyperparameters set SB3's ``device``.
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ from mpq_gym.envs.env import MixedPrecisionEnv
 from mpq_gym.envs.vector import MixedPrecisionVectorEnv
 from mpq_gym.envs.registration import require_env_id
 from mpq_gym.cache import cache_dir, write_atomic
+from mpq_gym.devices import with_device
 from mpq_gym.errors import ConfigError, InputFileError, UntrustedRunError
 from mpq_gym.problem import Problem
 from mpq_gym.tracking import MlflowTracker
@@ -55,6 +60,9 @@ PICKLED_ALGOS = ("ddpg", "ppo", "maskable_ppo", "recurrent_ppo")
 TRUST_FILE = ".mpq_gym_trust"
 _TRUST_CONTEXT = b"mpq-gym run folder v1\0"
 PRESETS = Path(__file__).parent / "hyperparams"
+#: where SB3 agents keep their policy networks (tiny MLPs / LSTMs: an accelerator only adds transfers);
+#: a preset or hyperparameter file may set ``device`` to override it
+POLICY_DEVICE = "cpu"
 
 
 def _check_algo(algo: str) -> None:
@@ -130,6 +138,7 @@ def build_agent(algo: str, env: gym.Env | VecEnv, hyperparams: dict[str, Any], s
             raise ConfigError(f"unknown REINFORCE hyperparameters {sorted(unknown)}; known: {sorted(known)}")
         return ReinforceLSTM(env, ReinforceConfig(**hp), seed)
     _check_sb3_hyperparams(algo, hp)
+    hp["device"] = policy_device(hp)
     policy = hp.pop("policy", "MlpLstmPolicy" if algo == "recurrent_ppo" else "MlpPolicy")
     if algo == "ddpg":
         if not isinstance(env.action_space, gym.spaces.Box):
@@ -187,12 +196,18 @@ def model_path(run_dir: Path, algo: str, checkpoint: bool = False) -> Path:
     return folder / ("model.pt" if algo == "reinforce" else "model.zip")
 
 
-def load_agent(algo: str, path: Path, env: gym.Env) -> BaseAlgorithm | ReinforceLSTM:
-    """Load a saved agent onto ``env``."""
+def policy_device(hyperparams: dict[str, Any]) -> str:
+    """Where an SB3 agent's policy network lives: the hyperparameters' ``device``, else :data:`POLICY_DEVICE`
+    (not the env's ``device``, which is where the quantized network runs)."""
+    return str(hyperparams.get("device", POLICY_DEVICE))
+
+
+def load_agent(algo: str, path: Path, env: gym.Env, device: str = POLICY_DEVICE) -> BaseAlgorithm | ReinforceLSTM:
+    """Load a saved agent onto ``env`` (an SB3 agent's policy onto ``device``, see :func:`policy_device`)."""
     if not path.exists():
         raise ConfigError(f"no saved agent at {path}: did the run finish or checkpoint?")
     cls = agent_class(algo)
-    return cls.load(path, env) if algo == "reinforce" else cls.load(path, env=env)
+    return cls.load(path, env) if algo == "reinforce" else cls.load(path, env=env, device=device)
 
 
 def _trust_key() -> bytes:
@@ -351,7 +366,7 @@ def train(algo: str, env: gym.Env, episodes: int | None, seed: int, hyperparams:
         require_trusted(run_dir, algo, trust, "resuming it")
     elif trust or created_here(run_dir) or not _pickle_files(run_dir):
         sign_run(run_dir)  # a fresh run: never launders pickles that some other party left in the folder
-    agent = (load_agent(algo, model_path(run_dir, algo, checkpoint=True), env) if done
+    agent = (load_agent(algo, model_path(run_dir, algo, checkpoint=True), env, policy_device(hyperparams)) if done
              else build_agent(algo, env, hyperparams, seed))
     if algo == "ddpg" and done:
         agent.load_replay_buffer(run_dir / "checkpoints" / "replay_buffer.pkl")
@@ -459,11 +474,13 @@ def new_run_dir(runs_dir: Path, env_id: str, algo: str, seed: int) -> Path:
 def train_run(algo: str, env_id: str, episodes: int, seed: int, env_kwargs: dict[str, Any] | None = None,
               hyperparams_file: str | None = None, runs_dir: str | Path = "runs", resume: str | Path | None = None,
               checkpoint_every: int = 25, progress: bool = True, mlflow: str | None = None,
-              trust: bool = False, minutes: float | None = None) -> TrainResult:
+              trust: bool = False, minutes: float | None = None, device: str | None = None) -> TrainResult:
     """Start a run in a new folder, or resume the run in ``resume`` with its recorded arguments.
 
     ``mlflow``: ``None`` for TensorBoard only; ``""`` for the local MLflow store; else a store or server URI.
     ``trust``: resume an SB3/DDPG run folder not created on this machine (its files are unpickled).
+    ``device``: where the quantized network runs (the env's ``device``; default: the env kwargs', else
+    ``auto``); not recorded in ``args.json``, so a run resumes on any device. Not the policy's device.
     """
     if resume is not None:
         run_dir = Path(resume)
@@ -481,12 +498,12 @@ def train_run(algo: str, env_id: str, episodes: int, seed: int, env_kwargs: dict
         run_dir.mkdir(parents=True)
     write_run_args(run_dir, {"algo": algo, "env_id": env_id, "episodes": episodes, "minutes": minutes, "seed": seed,
                              "env_kwargs": env_kwargs, "hyperparams": hyperparams})
-    env = make_env(env_id, env_kwargs, hyperparams, algo)
+    env = make_env(env_id, with_device(env_kwargs, device), hyperparams, algo)
     if mlflow is None:
         return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress, trust=trust,
                      minutes=minutes)
     params = {"algo": algo, "env_id": env_id, "seed": seed, "episodes": episodes, "minutes": minutes,
-              "env_kwargs": env_kwargs,
+              "env_kwargs": env_kwargs, "device": device or env_kwargs.get("device", "auto"),
               "hyperparams": hyperparams, "run_dir": str(run_dir)}
     with MlflowTracker(mlflow, f"mpq-gym/{env_id}", run_dir.name, params) as tracker:
         return train(algo, env, episodes, seed, hyperparams, run_dir, checkpoint_every, progress, tracker, trust,

@@ -1,12 +1,15 @@
 """Where the network runs: ``device="auto" | "cpu" | "cuda[:N]" | "mps"``, validated once, with a clear error.
 
-The fake-quant core fits every quantizer on the CPU (ranges, scales, AdaRound, the caches stay
-device-independent) and runs the forward passes -- exact evaluation, phase 1, calibration -- on the chosen
-device; outputs come back to the CPU. On the CPU nothing changes, bit for bit.
+The fake-quant core fits every quantizer on the CPU (ranges, scales: the caches stay device-independent),
+learns AdaRound on the chosen device (its result stored on the CPU, under a key with :func:`device_tag`) and
+runs the forward passes -- exact evaluation, phase 1, calibration -- on the chosen device; outputs come back
+to the CPU. On the CPU nothing changes, bit for bit. The command lines take ``--device``
+(:func:`mpq_gym.cli.common.add_device_arg`); :func:`with_device` adds it to env kwargs.
 """
 from __future__ import annotations
 
 import re
+from typing import Any, Mapping
 
 import torch
 
@@ -49,3 +52,10 @@ def device_tag(device: torch.device) -> tuple[str, ...]:
     """What a cache key adds for results computed on ``device``: nothing on the CPU (so CPU keys stay what they
     were), the device type elsewhere (an accelerator's float results differ in the last bits)."""
     return () if device.type == "cpu" else (device.type,)
+
+
+def with_device(env_kwargs: Mapping[str, Any], device: str | None) -> dict[str, Any]:
+    """``env_kwargs`` with ``device`` set (a copy, unchanged when ``device`` is None: the env's default, ``auto``).
+    The device says where the network runs, not what the problem is: callers keep it out of what they record
+    as the problem (``bench.json``, a run's ``args.json``) and note it in the provenance instead."""
+    return dict(env_kwargs) if device is None else {**env_kwargs, "device": device}

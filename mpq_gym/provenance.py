@@ -42,12 +42,26 @@ def git_state(path: Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def provenance() -> dict[str, Any]:
-    """This process's provenance: mpq-gym version and git state, library versions, device, CPUs, date."""
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (platform.processor() or "cpu")
-    return {"mpq_gym": _version("mpq-gym"), **git_state(Path(__file__)), **library_versions(),
-            "device": device, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+def device_name(device: torch.device | None = None) -> str:
+    """The hardware behind ``device``: the GPU's name for CUDA, else the CPU's (``device`` None: the first
+    GPU when one is present, as recorded before the ``device`` option)."""
+    if device is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type if device.type != "cpu" else (platform.processor() or "cpu")
+
+
+def provenance(device: torch.device | None = None) -> dict[str, Any]:
+    """This process's provenance: mpq-gym version and git state, library versions, device, CPUs, date.
+    ``device``: where the network ran (then recorded as ``torch_device``, e.g. ``cuda:0`` or ``cpu``, and
+    ``device`` names its hardware)."""
+    record = {"mpq_gym": _version("mpq-gym"), **git_state(Path(__file__)), **library_versions(),
+              "device": device_name(device), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if device is not None:
+        record["torch_device"] = str(device)
+    return record
 
 
 def library_differences(recorded: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -73,3 +73,35 @@ def test_env_and_sensitivity_use_adaround(digits, monkeypatch):
     env = MixedPrecisionEnv(problem=learned, budget=0.5)
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
+
+
+def test_adaround_on_an_explicit_cpu_device_equals_the_default():
+    """Every tensor AdaRound makes goes through ``.to(device)``: on the CPU that changes nothing, bit for bit."""
+    torch.manual_seed(0)
+    weight = torch.randn(8, 16)
+    rows = torch.randn(512, 16) @ torch.randn(16, 16)
+    scale = weight_scales(weight, 3)
+    default = adaround(weight, scale, 3, rows, iterations=100)
+    cpu = adaround(weight, scale, 3, rows, iterations=100, device="cpu")
+    assert torch.equal(default.weight, cpu.weight) and cpu.weight.device.type == "cpu"
+    assert (default.error, default.nearest_error) == (cpu.error, cpu.nearest_error)
+
+
+def test_a_models_adaround_runs_on_its_device_and_cpu_keys_are_unchanged(digits, monkeypatch):
+    import mpq_gym.quant.model as qmodel_module
+    from mpq_gym.cache import content_hash
+    from mpq_gym.quant.adaround import ADAROUND_FORMAT
+    from mpq_gym.quant.model import ADAROUND_CACHE_FORMAT, QuantizedModel
+    settings = QuantSettings(weight_rounding="adaround", adaround_iterations=50, adaround_rows=256)
+    devices = []
+    real = qmodel_module.adaround
+    monkeypatch.setattr(qmodel_module, "adaround", lambda *a, **k: devices.append(k["device"]) or real(*a, **k))
+    models = [QuantizedModel(digits.model, digits.example_input(), digits.calibration_batches, settings,
+                             progress=False, **kw) for kw in ({}, {"device": "cpu"})]  # no cache_key: no disk cache
+    name = models[0].layer_names[1]
+    default, cpu = (m.quantized_weight(name, 3) for m in models)
+    assert torch.equal(default, cpu) and devices == [torch.device("cpu")] * 2
+    keyed = QuantizedModel(digits.model, digits.example_input(), None, settings, cache_key="k", progress=False,
+                           device="cpu")
+    expected = content_hash("k", settings, ADAROUND_FORMAT, ADAROUND_CACHE_FORMAT, name, 3)
+    assert keyed._adaround_path(name, 3).name == f"{expected}.pt"  # the key of CPU results before devices

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from mpq_gym.config import Candidate, uniform_config
+from mpq_gym.config import FP32, Candidate, uniform_config
 from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
 from mpq_gym.evaluate.sensitivity import sensitivity_rows
 from mpq_gym.evaluate.store import ResultStore
@@ -49,3 +49,22 @@ def test_reused_activations_on_cuda_equal_full_runs(digits):
     assert gpu.stage_inputs.hits >= 1
     gpu.stage_inputs.clear()
     assert torch.equal(reused, gpu.outputs(changed, "search")) and first.shape == reused.shape
+
+
+def test_adaround_of_one_digits_layer_on_cuda_matches_cpu(digits):
+    """AdaRound learned on the GPU (rounding variables, Adam state, row batches there) lands on the CPU (the
+    cache's device-independent form) and agrees with the CPU's up to a few weights rounded the other way."""
+    from mpq_gym.quant.model import QuantizedModel
+    from mpq_gym.quant.quantizers import QuantSettings
+    settings = QuantSettings(weight_rounding="adaround", adaround_iterations=200, adaround_rows=1024)
+    cpu, gpu = (QuantizedModel(digits.model, digits.example_input(), digits.calibration_batches, settings,
+                               progress=False, device=device) for device in ("cpu", "cuda"))
+    name = cpu.layer_names[1]
+    a, b = cpu.quantized_weight(name, 3), gpu.quantized_weight(name, 3)
+    assert b.device.type == "cpu" and a.shape == b.shape
+    units = [w / m.weight_quantizer(name, 3, "int").scale.reshape(-1, *([1] * (w.dim() - 1)))
+             for w, m in ((a, cpu), (b, gpu))]  # each on its own grid (scales fitted on the CPU either way)
+    differ = (units[0].round() - units[1].round()).abs()
+    assert differ.max() <= 1 and (differ > 0).float().mean() < 0.05  # the same rounding almost everywhere
+    gpu.set_config({**uniform_config(gpu.layer_names, FP32), name: Candidate(3, 32)})
+    assert gpu.model.get_submodule(name).weight.device.type == "cuda"

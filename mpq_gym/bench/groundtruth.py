@@ -25,6 +25,7 @@ from mpq_gym.bench.cells import make_problem
 from mpq_gym.budget import Budget
 from mpq_gym.config import FP32
 from mpq_gym.cost import COST_METRICS
+from mpq_gym.devices import with_device
 from mpq_gym.errors import ConfigError, InputFileError
 from mpq_gym.evaluate.groundtruth import (GROUNDTRUTH_FORMAT, SHIPPED_DIR, GroundTruthTable, correct_mask,
                                           correct_mask_hex, headroom, load_groundtruth, slice_fidelity,
@@ -195,16 +196,17 @@ def table_header(name: str, task: GroundTruthTask, problem: Problem) -> dict[str
             "phase1_images": problem.sensitivity.images,
             "surrogate_fit": None if fit is None else fit.__dict__,
             "command": " ".join(["mpq-gym", "groundtruth", *sys.argv[2:]]) if sys.argv[1:2] == ["groundtruth"]
-            else f"mpq-gym groundtruth build --task {name}", "provenance": provenance()}
+            else f"mpq-gym groundtruth build --task {name}", "provenance": provenance(problem.device)}
 
 
 def build_groundtruth(name: str, out: Path | None = None, seed: int = 0, progress: bool = True,
-                      save_every: int = 5, limit: int | None = None) -> Path:
+                      save_every: int = 5, limit: int | None = None, device: str | None = None) -> Path:
     """Build (or resume) task ``name``'s table at ``out`` (default: the package's copy); returns the path.
-    ``limit`` stops after that many new rows (a smoke run)."""
+    ``limit`` stops after that many new rows (a smoke run); ``device``: where the network runs (default
+    ``auto``; the header's provenance records it, the task's kwargs do not)."""
     task = get_task(name)
     path = Path(out) if out is not None else default_path(name)
-    problem, _ = make_problem(task.env_id, task.env_kwargs, progress)
+    problem, _ = make_problem(task.env_id, with_device(task.env_kwargs, device), progress)
     header = table_header(name, task, problem)
     rows: list[dict[str, Any]] = []
     elapsed = 0.0

@@ -8,6 +8,10 @@ configuration is scored exactly on the search split (counted) and on the held-ou
 Every row also records where it came from (the suite and task when run as part of one, and the
 provenance as JSON: versions, commit, machine, date), and ``reference.json`` holds the uniform
 configurations' costs and report-split quality (the Pareto plot's reference points).
+
+Where the network runs (``device``: ``--device``) is not part of the benchmark: it is kept out of
+``bench.json``'s env kwargs (a folder resumes, and ``validate`` replays, on any device) and recorded in
+each row's provenance (``torch_device``) and in ``bench.json``'s.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from tqdm.auto import tqdm
 
 from mpq_gym.bench.cells import CELL_COLUMNS, COLUMNS, make_problem, run_cell, uniform_references
@@ -28,6 +33,7 @@ from mpq_gym.bench.parallel import RayPool
 from mpq_gym.bench.policies import get_policy
 from mpq_gym.budget import Budget
 from mpq_gym.cache import write_atomic
+from mpq_gym.devices import with_device
 from mpq_gym.envs.env import check_env_kwargs, problem_from_env
 from mpq_gym.envs.registration import require_env_id
 from mpq_gym.errors import ConfigError, InputFileError
@@ -91,9 +97,10 @@ class BenchSpec:
         mine["seeds"] = max(old["seeds"], self.seeds)
         return mine
 
-    def save(self, out: Path) -> None:
-        """Write ``bench.json`` (see :meth:`merged`)."""
-        (out / "bench.json").write_text(json.dumps({**self.merged(out), "provenance": provenance()}, indent=2))
+    def save(self, out: Path, device: torch.device | None = None) -> None:
+        """Write ``bench.json`` (see :meth:`merged`); ``device``: where this run's network runs (provenance)."""
+        (out / "bench.json").write_text(json.dumps({**self.merged(out), "provenance": provenance(device)},
+                                                   indent=2))
 
     @classmethod
     def load(cls, out: Path) -> "BenchSpec":
@@ -178,11 +185,13 @@ def _append(path: Path, row: dict[str, Any]) -> None:
 
 
 def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True, ray: str | None = None, workers: int = 2,
-                  plugins: Sequence[str] = ()) -> Path:
+                  plugins: Sequence[str] = (), device: str | None = None) -> Path:
     """Run every unfinished cell of ``spec``; returns the path of ``results.csv``.
 
     ``ray``: ``None`` runs the cells one after another; ``""`` on ``workers`` local Ray workers; an
     address on that Ray cluster. Cells are deterministic, so both give the same rows (in another order).
+    ``device``: where the network runs (default: ``spec``'s env kwargs, else ``auto``); not recorded in
+    ``bench.json``'s env kwargs, so the folder resumes on any device.
     """
     for name in spec.policies:
         get_policy(name)  # fail on a bad name before hours of work
@@ -190,23 +199,23 @@ def run_benchmark(spec: BenchSpec, out: str | Path, progress: bool = True, ray: 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is not a folder; name a new or existing results folder")
     spec.merged(out)  # a different benchmark already there: refuse before any work
-    check_env_kwargs(spec.env_id, spec.env_kwargs)
+    kwargs = with_device(spec.env_kwargs, device)
+    check_env_kwargs(spec.env_id, kwargs)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.csv"
     _upgrade(results)
-    base = provenance()
     if ray is None:
-        problem, metric = make_problem(spec.env_id, spec.env_kwargs, progress)
-        _start(spec, problem, metric, out)
+        problem, metric = make_problem(spec.env_id, kwargs, progress)
+        base = _start(spec, problem, metric, out)
         for cell in tqdm(_todo(spec, metric, results), desc="benchmark cells", disable=not progress):
             _append(results, {"env": spec.env_id, **run_cell(problem, **cell), **row_provenance(spec, base)})
         _write_references(problem, metric, spec.report_split, out)
         return results
-    with RayPool(partial(problem_from_env, spec.env_id, spec.env_kwargs), workers, ray, plugins) as pool:
+    with RayPool(partial(problem_from_env, spec.env_id, kwargs), workers, ray, plugins) as pool:
         # phase-1 rows and the surrogate's calibration points in parallel, once, here; the workers
         # then find both in the shared caches
-        problem, metric = make_problem(spec.env_id, spec.env_kwargs, progress, pool)
-        _start(spec, problem, metric, out)
+        problem, metric = make_problem(spec.env_id, kwargs, progress, pool)
+        base = _start(spec, problem, metric, out)
         problem.surrogate  # noqa: B018
         todo = _todo(spec, metric, results)
         for row in tqdm(pool.run_cells(todo), desc="benchmark cells", total=len(todo), disable=not progress):
@@ -223,12 +232,13 @@ def _write_references(problem: Problem, metric: str, split: str, out: Path) -> N
         path.write_text(json.dumps(data, indent=2))
 
 
-def _start(spec: BenchSpec, problem: Problem, metric: str, out: Path) -> None:
+def _start(spec: BenchSpec, problem: Problem, metric: str, out: Path) -> dict[str, Any]:
     """Check every budget is feasible on ``problem``, then write ``bench.json`` (so a failed start writes
-    nothing that blocks its corrected rerun)."""
+    nothing that blocks its corrected rerun); returns the run's provenance (with the problem's device)."""
     for ratio in spec.budgets:
         problem.budget_table(Budget(metric, ratio)).check_feasible()
-    spec.save(out)
+    spec.save(out, problem.device)
+    return provenance(problem.device)
 
 
 def _todo(spec: BenchSpec, metric: str, results: Path) -> list[dict[str, Any]]:

@@ -101,8 +101,9 @@ def _write_suite_json(suite: Suite, out: Path, tasks: Sequence[SuiteTask], polic
 
 def run_suite(suite: Suite, policies: Sequence[str], out: str | Path, tasks: Sequence[str] | None = None,
               overrides: Mapping[str, Any] | None = None, progress: bool = True, ray: str | None = None,
-              workers: int = 2, plugins: Sequence[str] = ()) -> dict[str, Path]:
-    """Run ``policies`` on the (selected) tasks of ``suite`` under ``out``; returns {task: results.csv}."""
+              workers: int = 2, plugins: Sequence[str] = (), device: str | None = None) -> dict[str, Path]:
+    """Run ``policies`` on the (selected) tasks of ``suite`` under ``out``; returns {task: results.csv}.
+    ``device``: where every task's network runs (:func:`run_benchmark`; not recorded in the tasks' kwargs)."""
     check_suite(suite)
     chosen = select_tasks(suite, tasks)
     specs = {t.name: task_spec(suite, t, policies, overrides) for t in chosen}
@@ -116,7 +117,8 @@ def run_suite(suite: Suite, policies: Sequence[str], out: str | Path, tasks: Seq
     preflight(chosen, overrides)
     out.mkdir(parents=True, exist_ok=True)
     _write_suite_json(suite, out, chosen, policies)
-    return {t.name: run_benchmark(specs[t.name], out / t.name, progress, ray, workers, plugins) for t in chosen}
+    return {t.name: run_benchmark(specs[t.name], out / t.name, progress, ray, workers, plugins, device)
+            for t in chosen}
 
 
 # ------------------------------------------------------------------------------------------ scoring

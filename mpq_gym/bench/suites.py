@@ -25,10 +25,12 @@ from mpq_gym.errors import ConfigError, MpqGymError
 
 #: track -> the weight rounding its tasks must fix
 TRACKS: dict[str, str] = {"nearest": "nearest", "reconstruction": "adaround"}
-#: env kwargs a user may set on top of a suite's (where data lives; they do not change the task)
-LOCATION_KWARGS = ("data_dir",)
-#: env kwargs a suite task may not fix: random weights make the numbers meaningless, a weights path is the user's
-FORBIDDEN_KWARGS = ("random_weights", "weights", "data_dir")
+#: env kwargs a user may set on top of a suite's (where data lives, where the network runs; they do not change
+#: the task)
+LOCATION_KWARGS = ("data_dir", "device")
+#: env kwargs a suite task may not fix: random weights make the numbers meaningless, a weights path, the data
+#: and the device are the user's
+FORBIDDEN_KWARGS = ("random_weights", "weights", "data_dir", "device")
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class SuiteTask:
         fixed = sorted(k for k in FORBIDDEN_KWARGS if k in self.env_kwargs)
         if fixed:
             raise ConfigError(f"task {self.name}: a suite may not fix {fixed} (the user's weights and data are "
-                              "found where the workload looks for them)")
+                              "found where the workload looks for them, the device is the user's --device)")
         if not self.budgets:
             raise ConfigError(f"task {self.name}: give at least one budget")
         for ratio in self.budgets:

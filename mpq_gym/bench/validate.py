@@ -5,6 +5,10 @@ Quality is recomputed with a fresh, empty result store (no memoised result is tr
 likewise; costs and their ratios from the cost model; the normalized score from the surrogate; the
 recorded choices must give the recorded configuration and its budget verdict. Exit status 1 when any row
 is flagged. Files written before the provenance columns replay the same way.
+
+The replay runs on the validator's device (``device``; default ``bench.json``'s env kwargs, else ``auto``),
+whatever device the rows were computed on; :func:`recorded_device_differences` names the devices the rows
+record when they differ from the replay's (an accelerator's float results differ in the last bits).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from mpq_gym.bench.runner import BenchSpec, read_results
 from mpq_gym.budget import Budget
 from mpq_gym.config import FP32, config_from_mapping
 from mpq_gym.cost import COST_METRICS
+from mpq_gym.devices import with_device
 from mpq_gym.errors import ConfigError
 from mpq_gym.evaluate.exact import ExactEvaluator
 from mpq_gym.evaluate.store import ResultStore
@@ -94,22 +99,22 @@ class Replayer:
         self._tmp.cleanup()
 
 
-def replayer_for(spec: BenchSpec, progress: bool = False) -> Replayer:
-    """A :class:`Replayer` on the problem of ``spec``."""
-    return Replayer(make_problem(spec.env_id, spec.env_kwargs, progress)[0])
+def replayer_for(spec: BenchSpec, progress: bool = False, device: str | None = None) -> Replayer:
+    """A :class:`Replayer` on the problem of ``spec``, its network on ``device`` (None: ``spec``'s kwargs')."""
+    return Replayer(make_problem(spec.env_id, with_device(spec.env_kwargs, device), progress)[0])
 
 
 def validate(results: Path, tolerance: float = 1e-6, progress: bool = True,
-             replayer: Replayer | None = None) -> list[dict]:
+             replayer: Replayer | None = None, device: str | None = None) -> list[dict]:
     """Problems found: one entry per row with a column that differs beyond ``tolerance`` (absolute, quality;
     relative 1e-9 for costs; :data:`SCORE_TOLERANCE` for the normalized score). ``replayer``: one already
-    built on this results' problem (else one is built and closed here)."""
+    built on this results' problem (else one is built on ``device`` and closed here)."""
     spec = BenchSpec.load(results.parent)
     rows = read_results(results)
     if not rows:
         raise ConfigError(f"{results} has no rows to validate")
     own = replayer is None
-    replay = replayer_for(spec, progress) if own else replayer
+    replay = replayer_for(spec, progress, device) if own else replayer
     try:
         flagged = []
         for i, row in enumerate(tqdm(rows, desc="replaying", disable=not progress)):
@@ -145,3 +150,15 @@ def recorded_library_differences(spec: BenchSpec, rows: list[dict[str, str]]) ->
             now[name] = new
     return {name: {"recorded": next(iter(v)) if len(v) == 1 else sorted(map(str, v)), "now": now[name]}
             for name, v in sorted(recorded.items())}
+
+
+def recorded_device_differences(rows: list[dict[str, str]], replay_device: str) -> dict[str, Any]:
+    """``{"recorded": device type(s), "now": the replay's}`` when a row records (``torch_device`` in its
+    provenance) another type of device than the replay's (``cpu``, ``cuda``, ``mps``: what changes the last
+    bits); empty otherwise (rows without the record add nothing)."""
+    now = str(replay_device).partition(":")[0]
+    recorded = sorted({str(d).partition(":")[0] for d in (row_provenance_of(r).get("torch_device") for r in rows)
+                       if d})
+    if not recorded or recorded == [now]:
+        return {}
+    return {"recorded": recorded[0] if len(recorded) == 1 else recorded, "now": now}

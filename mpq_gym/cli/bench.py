@@ -1,6 +1,8 @@
 """``mpq-gym bench``: compare policies on one env across budgets and seeds, or on a named suite
 (``--suite mpqbench-v1-lite``: its tasks fix the envs, budgets, seeds, evaluation allowance, report
-split and track; one sub-folder per task, then the cross-task scores in suite.md)."""
+split and track; one sub-folder per task, then the cross-task scores in suite.md). ``--device`` is where
+the network runs: recorded in each row's provenance, not in ``bench.json``, so a folder resumes and
+``mpq-gym validate`` replays on any device."""
 from __future__ import annotations
 
 import json
@@ -12,7 +14,8 @@ from mpq_gym.bench.report import write_report
 from mpq_gym.bench.runner import REPORT_SPLITS, BenchSpec, run_benchmark
 from mpq_gym.bench.suite_runner import plan_suite, run_suite, write_suite_report
 from mpq_gym.bench.suites import SUITES, get_suite
-from mpq_gym.cli.common import make_parser, names, parse_env_kwargs, positive_floats, positive_int, print_json, run_cli
+from mpq_gym.cli.common import (add_device_arg, env_kwargs_and_device, make_parser, names, positive_floats,
+                                positive_int, print_json, run_cli)
 from mpq_gym.errors import ConfigError
 from mpq_gym.tracking import MlflowTracker
 
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=positive_int, default=2, help="Ray workers (one CPU each)")
     parser.add_argument("--dry-run", action="store_true",
                         help="with --suite: validate every task's kwargs and weights and print the plan; run nothing")
+    add_device_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     for module in args.plugin:
@@ -73,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tasks or args.dry_run:
         raise ConfigError("--tasks and --dry-run apply to a suite; give --suite NAME too, or drop them")
     fixed = {k: SUITE_FIXED[k] if getattr(args, k) is None else getattr(args, k) for k in SUITE_FIXED}
-    spec = BenchSpec(args.env, parse_env_kwargs(args.env_kwargs), args.policies, fixed["budgets"], fixed["seeds"],
-                     fixed["max_evaluations"], fixed["report_split"])
+    kwargs, device = env_kwargs_and_device(args)
+    spec = BenchSpec(args.env, kwargs, args.policies, fixed["budgets"], fixed["seeds"], fixed["max_evaluations"],
+                     fixed["report_split"])
     results = run_benchmark(spec, args.out, progress=not args.quiet, ray=args.ray, workers=args.workers,
-                            plugins=args.plugin)
+                            plugins=args.plugin, device=device)
     paths = write_report(results)
     if args.mlflow is not None:
         log_to_mlflow(args.mlflow, spec, paths)
@@ -96,8 +101,9 @@ def _run_suite(args) -> int:
         print_json({**suite.identity(), "policies": args.policies, "tasks": plan,
                     "cells": sum(t["cells"] for t in plan)})
         return 0 if all(t["weights"] == "ok" for t in plan) else 1
-    results = run_suite(suite, args.policies, args.out, args.tasks, parse_env_kwargs(args.env_kwargs),
-                        progress=not args.quiet, ray=args.ray, workers=args.workers, plugins=args.plugin)
+    overrides, device = env_kwargs_and_device(args)
+    results = run_suite(suite, args.policies, args.out, args.tasks, overrides, progress=not args.quiet, ray=args.ray,
+                        workers=args.workers, plugins=args.plugin, device=device)
     paths = write_suite_report(args.out, suite)
     if args.mlflow is not None:
         for path in results.values():

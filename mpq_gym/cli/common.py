@@ -1,4 +1,4 @@
-"""Shared command-line plumbing: workload arguments and clean error exits."""
+"""Shared command-line plumbing: workload and device arguments and clean error exits."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import math
 import sys
 from typing import Any, Callable, NoReturn, Sequence
 
+from mpq_gym.devices import DEVICES, resolve_device
 from mpq_gym.errors import ConfigError, MpqGymError
 from mpq_gym.quant.quantizers import DEFAULT_QUANTIZER, QUANTIZERS, WEIGHT_ROUNDING, QuantSettings, quantizer_settings
 from mpq_gym.workloads import Workload, available_workloads, get_workload
@@ -73,6 +74,33 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="path to a pretrained weights file (default: cache / package)")
     parser.add_argument("--random-weights", action="store_true",
                         help="RANDOM weights: structure and cost work only, accuracy is meaningless")
+
+
+def device_name(text: str) -> str:
+    """A device this machine has (``auto``, ``cpu``, ``cuda[:N]``, ``mps``), kept as given; else the error
+    :func:`mpq_gym.devices.resolve_device` gives, naming the ``--device`` to use instead."""
+    try:
+        resolve_device(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("device=", "--device ")) from None
+    return text
+
+
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    """``--device``: where the quantized network runs (the env kwarg / ``ProblemSpec`` field ``device``)."""
+    parser.add_argument("--device", type=device_name, default=None, metavar="DEVICE",
+                        help=f"where the quantized network runs: {', '.join(DEVICES)} (default auto: CUDA when "
+                             "available, else the CPU); not an agent's policy network, which stays on the CPU")
+
+
+def env_kwargs_and_device(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
+    """(``--env-kwargs`` without ``device``, the device: ``--device`` or a ``device=`` among the env kwargs; None
+    when neither is given). Giving both, different, is a :class:`ConfigError`."""
+    kwargs = parse_env_kwargs(args.env_kwargs)
+    given = kwargs.pop("device", None)
+    if given is not None and args.device is not None and given != args.device:
+        raise ConfigError(f"--device {args.device} and --env-kwargs device={given} disagree: give the device once")
+    return kwargs, args.device if args.device is not None else given
 
 
 def add_quantizer_args(parser: argparse.ArgumentParser) -> None:

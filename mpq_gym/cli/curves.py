@@ -21,7 +21,9 @@ from mpq_gym.agents.recording import EpisodeLog, read_episodes
 from mpq_gym.agents.training import env_on_problem, load_hyperparams, train
 from mpq_gym.baselines.uniform import uniform_search
 from mpq_gym.bench.cells import make_problem
-from mpq_gym.cli.common import make_parser, names, parse_env_kwargs, positive_float, positive_int, run_cli
+from mpq_gym.cli.common import (add_device_arg, env_kwargs_and_device, make_parser, names, positive_float,
+                                positive_int, run_cli)
+from mpq_gym.devices import with_device
 from mpq_gym.config import FP32
 from mpq_gym.budget import Budget
 from mpq_gym.envs.env import MixedPrecisionEnv
@@ -151,14 +153,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="repeatable; default hardware:0.375 and expanded:0.25")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V")
     parser.add_argument("--out", default="runs/curves")
+    add_device_arg(parser)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    kwargs = with_device(*env_kwargs_and_device(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for candidates, ratio in args.setting or [("hardware", 0.375), ("expanded", 0.25)]:
-        problem, metric = make_problem(args.env, {**parse_env_kwargs(args.env_kwargs), "candidates": candidates,
-                                                  "budget": ratio}, progress=not args.quiet)
+        problem, metric = make_problem(args.env, {**kwargs, "candidates": candidates, "budget": ratio},
+                                       progress=not args.quiet)
         results.append(run_setting(problem, ratio, metric, args.algos, args.seeds, args.episodes,
                                    out / f"{candidates}_{ratio}", not args.quiet))
     (out / "curves.json").write_text(json.dumps(results))

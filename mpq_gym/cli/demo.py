@@ -13,7 +13,7 @@ from functools import partial
 from mpq_gym.bench.policies import register_policy
 from mpq_gym.bench.report import write_report
 from mpq_gym.bench.runner import BenchSpec, run_benchmark
-from mpq_gym.cli.common import make_parser, positive_float, positive_int, run_cli
+from mpq_gym.cli.common import add_device_arg, make_parser, positive_float, positive_int, run_cli
 from mpq_gym.errors import MissingDataError
 from mpq_gym.workloads.imagenet import find_imagenet_dir
 from mpq_gym.workloads.imagenet_sample import download_imagenet_sample
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=positive_float, default=None,
                         help="also stop PPO after this long (results then depend on the machine's speed)")
     parser.add_argument("--max-evaluations", type=positive_int, default=4, help="exact evaluations per search")
+    add_device_arg(parser)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     env_id, env_kwargs = choose_env(args.data_dir)
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     register_policy("ppo", partial(agent_search, "ppo", episodes=args.episodes, minutes=args.minutes))
     spec = BenchSpec(env_id, env_kwargs, ["uniform", "greedy", "ilp", "evolution", "random", "ppo"], [args.budget],
                      seeds=1, max_evaluations=args.max_evaluations)
-    paths = write_report(run_benchmark(spec, args.out))
+    paths = write_report(run_benchmark(spec, args.out, device=args.device))
     print(f"\n{env_id}, candidates W4A8/W8A8/W8A16, BOPs budget {args.budget:g} x W8A16, quality on the test split:\n")
     print(paths["table"].read_text())
     print(f"Pareto plot: {paths['plot']}\nresults: {paths['table'].parent / 'results.csv'}\n"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from mpq_gym.cli.common import (add_quantizer_args, add_workload_args, make_parser, print_json, quantizer_from_args,
-                                run_cli, workload_from_args)
+from mpq_gym.cli.common import (add_device_arg, add_quantizer_args, add_workload_args, make_parser, print_json,
+                                quantizer_from_args, run_cli, workload_from_args)
 from mpq_gym.config import parse_config
 from mpq_gym.evaluate.exact import ExactEvaluator, build_quantized_model
 from mpq_gym.workloads.base import ALL_SPLITS, SPLITS
@@ -20,14 +20,16 @@ def main(argv: list[str] | None = None) -> int:
                              "('*' = default)")
     parser.add_argument("--split", default="test", choices=[*SPLITS, ALL_SPLITS])
     add_quantizer_args(parser)
+    add_device_arg(parser)
     args = parser.parse_args(argv)
     workload = workload_from_args(args)
-    evaluator = ExactEvaluator(workload, build_quantized_model(workload, quantizer_from_args(args)))
+    qmodel = build_quantized_model(workload, quantizer_from_args(args), device=args.device or "auto")
+    evaluator = ExactEvaluator(workload, qmodel)
     config = parse_config(args.config, evaluator.qmodel.layer_names)
     start = time.perf_counter()
     metrics = evaluator.evaluate(config, args.split)
     print_json({"workload": workload.name, "weights": workload.weights, "config": args.config, "split": args.split,
-                "quantizer": args.quantizer, "weight_rounding": args.weight_rounding,
+                "quantizer": args.quantizer, "weight_rounding": args.weight_rounding, "device": str(qmodel.device),
                 "images": len(workload.split(args.split)), **metrics,
                 "seconds": round(time.perf_counter() - start, 3)})
     return 0

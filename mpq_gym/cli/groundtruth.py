@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpq_gym.bench.groundtruth import TASKS, build_groundtruth, default_path, fidelity_report, get_task
-from mpq_gym.cli.common import make_parser, print_json, run_cli
+from mpq_gym.cli.common import add_device_arg, make_parser, print_json, run_cli
 from mpq_gym.evaluate.groundtruth import load_groundtruth
 from mpq_gym.markdown import markdown_table
 
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--out", type=Path, help="the table (default: the package's copy, mpq_gym/data/groundtruth/)")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--limit", type=int, help="stop after this many new rows")
+    add_device_arg(build)
     fidelity = sub.add_parser("fidelity", help="the additive surrogate's fidelity and the headroom, per slice")
     fidelity.add_argument("table", type=Path)
     fidelity.add_argument("--json", action="store_true")
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.action == "build":
         get_task(args.task)
-        print(build_groundtruth(args.task, args.out, args.seed, not args.quiet, limit=args.limit))
+        print(build_groundtruth(args.task, args.out, args.seed, not args.quiet, limit=args.limit, device=args.device))
     elif args.action == "fidelity":
         report = fidelity_report(load_groundtruth(args.table))
         if args.json:

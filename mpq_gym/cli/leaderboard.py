@@ -14,7 +14,8 @@ from pathlib import Path
 
 from mpq_gym.bench.leaderboard import BOARD, build_leaderboard, submit
 from mpq_gym.bench.suites import SUITES, get_suite
-from mpq_gym.cli.common import make_parser, parse_env_kwargs, run_cli
+from mpq_gym.cli.common import add_device_arg, env_kwargs_and_device, make_parser, run_cli
+from mpq_gym.devices import with_device
 from mpq_gym.errors import ConfigError
 
 SUBCOMMANDS = ("build", "submit")
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--root", type=Path, default=Path("leaderboard"), help="the leaderboard folder")
     build.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V",
                        help="where this machine keeps the data, e.g. data_dir=/data/imagenet")
+    add_device_arg(build)
     build.add_argument("--quiet", action="store_true")
     sub = commands.add_parser("submit", help="make an entry from a suite run")
     sub.add_argument("run", type=Path, help="the --out folder of `mpq-gym bench --suite NAME`")
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         submit(args.run, get_suite(args.suite), args.policy, entry, args.method, args.link, args.command)
         print(f"entry: {entry}\nnext: mpq-gym leaderboard build --root {args.root}")
         return 0
-    overrides = parse_env_kwargs(args.env_kwargs)
+    overrides = with_device(*env_kwargs_and_device(args))  # the replay's data and device: this machine's
     suites = {name: get_suite(name) for name in SUITES}
     board = build_leaderboard(args.root, suites, overrides, progress=not args.quiet)
     data = json.loads((args.root / "leaderboard.json").read_text())

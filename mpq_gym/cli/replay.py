@@ -14,9 +14,10 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.type_aliases import PolicyPredictor
 
-from mpq_gym.agents.training import load_agent, make_env, model_path, read_run_args, require_trusted
-from mpq_gym.cli.common import make_parser, print_json, run_cli
+from mpq_gym.agents.training import load_agent, make_env, model_path, policy_device, read_run_args, require_trusted
+from mpq_gym.cli.common import add_device_arg, make_parser, print_json, run_cli
 from mpq_gym.config import FP32
+from mpq_gym.devices import with_device
 from mpq_gym.errors import InputFileError
 from mpq_gym.workloads.base import ALL_SPLITS, SPLITS
 
@@ -36,18 +37,21 @@ def rollout(agent: PolicyPredictor, env: gym.Env, deterministic: bool = True, se
     return info
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", trust: bool = False) -> dict[str, Any]:
-    """Exact metrics and costs of the agent's greedy configuration and of the run's best one.
+def evaluate_run(run_dir: str | Path, split: str = "test", trust: bool = False,
+                 device: str | None = None) -> dict[str, Any]:
+    """Exact metrics and costs of the agent's greedy configuration and of the run's best one, the network on
+    ``device`` (default: the run's env kwargs, else auto).
 
     A PPO/DDPG run folder not created on this machine is refused unless ``trust`` (its model is a pickle)."""
     run_dir = Path(run_dir)
     args = read_run_args(run_dir, "mpq-gym replay")
     require_trusted(run_dir, args["algo"], trust, "replaying it")
-    env = make_env(args["env_id"], args["env_kwargs"], args["hyperparams"], args["algo"], single=True)
+    env = make_env(args["env_id"], with_device(args["env_kwargs"], device), args["hyperparams"], args["algo"],
+                   single=True)
     path = model_path(run_dir, args["algo"])
     if not path.exists():
         path = model_path(run_dir, args["algo"], checkpoint=True)
-    agent = load_agent(args["algo"], path, env)
+    agent = load_agent(args["algo"], path, env, policy_device(args["hyperparams"]))
     problem = env.unwrapped.problem
     out: dict[str, Any] = {"run_dir": str(run_dir), "algo": args["algo"], "env_id": args["env_id"], "split": split,
                            "fp32": problem.evaluate(problem.uniform(FP32), split)}
@@ -76,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=[*SPLITS, ALL_SPLITS])
     parser.add_argument("--trust", action="store_true",
                         help="replay a PPO/DDPG run folder made elsewhere (its model is a pickle: it can run code)")
+    add_device_arg(parser)
     args = parser.parse_args(argv)
-    print_json(evaluate_run(args.run_dir, args.split, args.trust))
+    print_json(evaluate_run(args.run_dir, args.split, args.trust, args.device))
     return 0
 
 

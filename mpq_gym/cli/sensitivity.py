@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpq_gym.markdown import markdown_table
-from mpq_gym.cli.common import add_workload_args, make_parser, positive_int, run_cli, workload_from_args
+from mpq_gym.cli.common import add_device_arg, add_workload_args, make_parser, positive_int, run_cli, workload_from_args
 from mpq_gym.problem import Problem
 
 
@@ -19,9 +19,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated W<w>A<a>, or 'hardware' / 'expanded'")
     parser.add_argument("--images", type=positive_int, default=256, help="calibration images to use (at most the split)")
     parser.add_argument("--out", default=None, help="JSON output path")
+    add_device_arg(parser)
     args = parser.parse_args(argv)
     workload = workload_from_args(args)
-    problem = Problem(workload, args.candidates, sensitivity_images=args.images)
+    problem = Problem(workload, args.candidates, sensitivity_images=args.images, device=args.device or "auto")
     table = problem.sensitivity
     out = Path(args.out or f"runs/sensitivity/{workload.name}-{'_'.join(map(str, problem.candidates))}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mpq_gym.cli.common import make_parser, names, positive_int, run_cli
+from mpq_gym.cli.common import add_device_arg, make_parser, names, positive_int, run_cli
 
 
 def label(env_id: str, kwargs: dict) -> str:
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
+    from mpq_gym.devices import with_device
     from mpq_gym.envs.env import split_env_kwargs
     from mpq_gym.markdown import markdown_table
     from mpq_gym.tabular import (SHIPPED, TABLE_DIR, check_rows, diff_tables, find_table, save_table,
@@ -44,10 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="the shipped entries and their files")
     for p in (build, check):
         p.add_argument("--workload", type=names, default=None, help="only these workloads (comma-separated)")
+        add_device_arg(p)
         p.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
     entries = [(env_id, kwargs, split_env_kwargs(env_id, kwargs)[0]) for env_id, kwargs in SHIPPED]
+    # computed from the workload (not the shipped table), on --device (the tables' keys do not name it)
+    computed = with_device({"tabular": False}, getattr(args, "device", None))
     chosen = [e for e in entries if getattr(args, "workload", None) is None or e[2].workload in args.workload]
     if args.action == "list":
         rows = []
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.action == "build":
         for env_id, kwargs, spec in chosen:
-            problem = dataclasses.replace(spec, tabular=False).build(progress=not args.quiet)
+            problem = dataclasses.replace(spec, **computed).build(progress=not args.quiet)
             path = save_table(table_from_problem(problem, table_key(spec)), args.out)
             print(f"{label(env_id, kwargs)}: {path} ({path.stat().st_size / 1024:.1f} KB)")
         named = {table_name(table_key(spec)) for _, _, spec in entries}
@@ -77,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         if args.full:
-            problem = dataclasses.replace(spec, tabular=False).build(progress=not args.quiet)
+            problem = dataclasses.replace(spec, **computed).build(progress=not args.quiet)
             problems = diff_tables(table, table_from_problem(problem, table.key))
         else:
             if spec.workload not in problems_of:
-                problems_of[spec.workload] = dataclasses.replace(spec, tabular=False).build(progress=not args.quiet)
+                problems_of[spec.workload] = dataclasses.replace(spec, **computed).build(progress=not args.quiet)
             rows = sorted(int(g) for g in rng.choice(len(table.groups), min(args.rows, len(table.groups)), replace=False))
             problems = check_rows(table, problems_of[spec.workload], rows)
         failed += bool(problems)

@@ -12,12 +12,16 @@ surrogate or exact) and its normalized score (1 = the surrogate optimum, 0 = ran
 Writes runs/<env>/<algo>_<seed>_<timestamp>/ (see :mod:`agents.training`); ``--resume RUN_DIR``
 continues an interrupted run from its last checkpoint (``--episodes`` may raise its total). A PPO/DDPG
 run folder not created on this machine is resumed only with ``--trust`` (SB3 files are pickles).
+
+``--device`` is where the quantized network runs (not recorded: a run resumes on any device); the agent's
+policy network stays on the CPU (set SB3's ``device`` in ``--hyperparams`` to move it).
 """
 from __future__ import annotations
 
 
 from mpq_gym.agents.training import ALGOS, train_run
-from mpq_gym.cli.common import make_parser, parse_env_kwargs, positive_float, positive_int, print_json, run_cli
+from mpq_gym.cli.common import (add_device_arg, env_kwargs_and_device, make_parser, positive_float, positive_int,
+                                print_json, run_cli)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,14 +43,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="also log to MLflow: local SQLite store runs/mlflow.db, or the given store / server URI")
     parser.add_argument("--trust", action="store_true",
                         help="resume a PPO/DDPG run folder made elsewhere (its files are pickles: they can run code)")
+    add_device_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.resume is None and (args.algo is None or args.env is None):
         parser.error("--algo and --env are required (or --resume RUN_DIR)")
     episodes = args.episodes or (None if args.resume or args.minutes else 300)
-    result = train_run(args.algo, args.env, episodes, args.seed, parse_env_kwargs(args.env_kwargs), args.hyperparams,
-                       args.runs_dir, args.resume, args.checkpoint_every, not args.quiet, args.mlflow,
-                       trust=args.trust, minutes=args.minutes)
+    kwargs, device = env_kwargs_and_device(args)
+    result = train_run(args.algo, args.env, episodes, args.seed, kwargs, args.hyperparams, args.runs_dir, args.resume,
+                       args.checkpoint_every, not args.quiet, args.mlflow, trust=args.trust, minutes=args.minutes,
+                       device=device)
     print_json({"run_dir": str(result.run_dir), "episodes": result.episodes, "wall_s": round(result.wall_s, 1),
                 "best": result.best})
     return 0

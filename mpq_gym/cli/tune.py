@@ -16,7 +16,9 @@ from pathlib import Path
 
 from mpq_gym.agents.training import ALGOS, load_hyperparams
 from mpq_gym.agents.tuning import tune, write_preset
-from mpq_gym.cli.common import make_parser, parse_env_kwargs, positive_float, positive_int, print_json, run_cli
+from mpq_gym.cli.common import (add_device_arg, env_kwargs_and_device, make_parser, positive_float, positive_int,
+                                print_json, run_cli)
+from mpq_gym.devices import with_device
 from mpq_gym.envs.env import check_env_kwargs, problem_from_env
 from mpq_gym.errors import ConfigError
 
@@ -32,14 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--storage", default=None, help="study file (default runs/tune/<algo>-<env>.db)")
     parser.add_argument("--out", default=None, help="preset file (default runs/tune/<algo>-<env>.yml)")
+    add_device_arg(parser)
     args = parser.parse_args(argv)
     try:
         import optuna  # noqa: F401
     except ImportError:
         raise ConfigError("mpq-gym tune needs Optuna: pip install optuna") from None
-    kwargs = parse_env_kwargs(args.env_kwargs)
+    kwargs, device = env_kwargs_and_device(args)
     spec = check_env_kwargs(args.env, kwargs)
-    options = {**load_hyperparams(args.algo).get("env_kwargs", {}), **kwargs}
+    options = with_device({**load_hyperparams(args.algo).get("env_kwargs", {}), **kwargs}, device)
     problem = problem_from_env(args.env, options, progress=True)
     stem = f"{args.algo}-{args.env}"
     storage = Path(args.storage or f"runs/tune/{stem}.db")

@@ -7,6 +7,11 @@ with ``beta`` annealed from 20 to 2 after a 20 % warm-up, then round ``h(V)`` to
 scale ``s`` is the round-to-nearest one (MSE search). The target is the FP32 layer on FP32 inputs, so the
 result depends only on (layer, bits) and is cached per pair. If the learned rounding reconstructs the
 rows worse than round-to-nearest (it should not), round-to-nearest is kept.
+
+Devices: the rows are cut from the inputs on the layer's device and kept on the CPU between layers; the
+rounding variables, Adam's state and every mini-batch of rows live on ``device`` (the model's), and the
+result comes back on the weight's own device (the CPU: what the cache stores and any device loads). The
+mini-batches are drawn by a CPU generator, so every device sees the same rows in the same order.
 """
 from __future__ import annotations
 
@@ -64,7 +69,7 @@ def collect_rows(model: nn.Module, modules: dict[str, nn.Module], batches: Itera
 
     def hook(name: str):
         def record(module: nn.Module, inputs: tuple) -> None:
-            x = inputs[0].float().cpu()  # rows are sampled and AdaRound is learned on the CPU
+            x = inputs[0].float()  # cut on the layer's device; the sampled rows wait on the CPU
             if name not in limit:
                 width = layer_rows(module, x[:1]).shape[1]
                 limit[name] = min(rows_per_layer, max(MIN_ROWS, ROW_BUDGET // width))
@@ -72,7 +77,7 @@ def collect_rows(model: nn.Module, modules: dict[str, nn.Module], batches: Itera
             for sample in x.split(1):  # one sample at a time: a big conv's im2col of a whole batch is GBs
                 rows = layer_rows(module, sample)
                 pick = torch.randint(len(rows), (min(per_sample, len(rows)),), generator=generator)
-                collected[name].append(rows[pick].clone())
+                collected[name].append(rows[pick.to(rows.device)].cpu())
         return record
 
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in modules.items()]
@@ -90,14 +95,22 @@ def _soft(v: torch.Tensor) -> torch.Tensor:
 
 
 def adaround(weight: torch.Tensor, scale: torch.Tensor, bits: int, rows: torch.Tensor, groups: int = 1,
-             iterations: int = 1000, batch_size: int = 256, lr: float = 1e-2, seed: int = 0) -> AdaRoundResult:
-    """Learned rounding of ``weight`` (per-channel ``scale``, signed ``bits``-bit grid) for input ``rows``."""
+             iterations: int = 1000, batch_size: int = 256, lr: float = 1e-2, seed: int = 0,
+             device: str | torch.device | None = None) -> AdaRoundResult:
+    """Learned rounding of ``weight`` (per-channel ``scale``, signed ``bits``-bit grid) for input ``rows``,
+    learned on ``device`` (default: the weight's); the rounded weight comes back on the weight's device."""
+    target = weight.device if device is None else torch.device(device)
     with torch.inference_mode(False), torch.enable_grad():  # callers may run under inference mode
-        return _adaround(weight.clone(), scale.clone(), bits, rows.clone(), groups, iterations, batch_size, lr, seed)
+        # copies on the learning device (ordinary tensors even when the inputs are inference tensors)
+        result = _adaround(weight.to(target, copy=True), scale.to(target, copy=True), bits,
+                           rows.to(target, copy=True), groups, iterations, batch_size, lr, seed)
+    return AdaRoundResult(result.weight.to(weight.device), result.error, result.nearest_error)
 
 
 def _adaround(weight: torch.Tensor, scale: torch.Tensor, bits: int, rows: torch.Tensor, groups: int,
               iterations: int, batch_size: int, lr: float, seed: int) -> AdaRoundResult:
+    """:func:`adaround` on ``weight``'s device, where ``scale`` and ``rows`` already are."""
+    device = weight.device
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     shape_s = (-1,) + (1,) * (weight.dim() - 1)
     s = scale.reshape(shape_s).float()
@@ -114,12 +127,13 @@ def _adaround(weight: torch.Tensor, scale: torch.Tensor, bits: int, rows: torch.
         return torch.clamp(w_floor + h, qmin, qmax) * s
 
     for step in range(iterations):
-        pick = torch.randint(len(rows), (min(batch_size, len(rows)),), generator=generator)
+        pick = torch.randint(len(rows), (min(batch_size, len(rows)),), generator=generator).to(device)
         h = _soft(v)
         loss = (rows_output(rows[pick], quantized(h), groups) - target[pick]).pow(2).sum(dim=1).mean()
         if step >= warm:
             progress = (step - warm) / max(iterations - warm, 1)
-            beta = BETA_END + 0.5 * (BETA_START - BETA_END) * (1 + torch.cos(torch.tensor(progress * torch.pi)))
+            angle = torch.tensor(progress * torch.pi, device=device)
+            beta = BETA_END + 0.5 * (BETA_START - BETA_END) * (1 + torch.cos(angle))
             loss = loss + REG_LAMBDA * (1 - (2 * h - 1).abs().pow(beta)).sum()
         optimizer.zero_grad()
         loss.backward()

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from mpq_gym.allocator import tune_allocator
 from mpq_gym.cache import cache_dir, content_hash, entry_key, load_entry, new_lineage, save_atomic, tensor_like
-from mpq_gym.devices import resolve_device
+from mpq_gym.devices import device_tag, resolve_device
 from mpq_gym.config import DEFAULT_FORMAT, FLOAT_BITS, FP32, SUPPORTED_BITS, Candidate, Config
 from mpq_gym.errors import ConfigError
 from mpq_gym.quant.adaround import ADAROUND_FORMAT, adaround, collect_rows
@@ -249,9 +249,14 @@ class QuantizedModel(nn.Module):
         return self.settings.weight_rounding == "adaround" and fmt == "int" and bits < 16
 
     def _adaround_path(self, name: str, bits: int) -> Path | None:
+        """Where the learned weight of (``name``, ``bits``) is cached: a CPU tensor any device loads, keyed like
+        the results (:func:`device_tag`: CPU keys unchanged; learned on an accelerator, its own key, so CPU
+        results never depend on an accelerator's last bits)."""
         if self._cache_key is None:
             return None
-        return cache_dir() / "adaround" / f"{content_hash(self._cache_key, self.settings, ADAROUND_FORMAT, ADAROUND_CACHE_FORMAT, name, bits)}.pt"
+        key = content_hash(self._cache_key, self.settings, ADAROUND_FORMAT, ADAROUND_CACHE_FORMAT, name, bits,
+                           *device_tag(self.device))
+        return cache_dir() / "adaround" / f"{key}.pt"
 
     def prepare_candidates(self, layers: Iterable[str], candidates: Iterable[Candidate]) -> None:
         """Learn or load, in one pass over the calibration data, the AdaRound weights that these layers
@@ -289,7 +294,7 @@ class QuantizedModel(nn.Module):
         for name, bits in tqdm(missing, desc="AdaRound (layer, bits)", leave=False, disable=not self.progress):
             scale = self.weight_quantizer(name, bits, "int").scale
             result = adaround(self._fp32_weights[name], scale, bits, rows[name], getattr(layers[name], "groups", 1),
-                              iterations=self.settings.adaround_iterations)
+                              iterations=self.settings.adaround_iterations, device=self.device)
             self._adaround[(name, bits)] = result.weight
             path = self._adaround_path(name, bits)
             if path is not None:
