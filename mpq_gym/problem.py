@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
+from contextlib import contextmanager
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from mpq_gym.config import FP32, Candidate, Config, uniform_config
 from mpq_gym.cost import CostModel, LookupTableCost
 from mpq_gym.devices import resolve_device
 from mpq_gym.errors import ConfigError, MissingDataError, MissingWeightsError
-from mpq_gym.evaluate.sensitivity import RowPool, SensitivityTable, compute_sensitivity
+from mpq_gym.evaluate.sensitivity import RowPool, SensitivityTable, compute_sensitivity, sensitivity_rows
 from mpq_gym.evaluate.interactions import PairwiseTable, compute_pairwise
 from mpq_gym.evaluate.surrogate import Surrogate
 from mpq_gym.quant.graph import LayerInfo
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 
 
 class EvaluationPool(RowPool, Protocol):
-    """Parallel workers holding copies of one problem (e.g. :class:`mpq_gym.bench.parallel.RayPool`)."""
+    """Parallel workers holding copies of one problem (:class:`mpq_gym.workers.ProcessPool`,
+    :class:`mpq_gym.bench.parallel.RayPool`)."""
 
     def qualities(self, choices: Iterable[Sequence[int]], split: str) -> list[float]:
         """Exact quality of each configuration, in input order."""
@@ -92,6 +94,9 @@ class ProblemSpec:
     tabular: bool = True
     #: where the network runs: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda[:N]``, ``mps``
     device: str = "auto"
+    #: processes that compute phase 1 and the surrogate's calibration points side by side (:mod:`mpq_gym.workers`;
+    #: 1 = in this process). Where the work runs, like ``device``: results are the same for any value
+    workers: int = 1
 
     def __post_init__(self) -> None:
         _require((isinstance(self.workload, str) or _is_workload(self.workload)) and bool(self.workload), "workload",
@@ -120,6 +125,10 @@ class ProblemSpec:
         _require(isinstance(self.tabular, bool), "tabular", self.tabular, "give true or false")
         _require(isinstance(self.device, str), "device", self.device, "give 'auto', 'cpu', 'cuda[:N]' or 'mps'")
         resolve_device(self.device)  # raises ConfigError naming the fix when the device is not available
+        _require(isinstance(self.workers, int) and not isinstance(self.workers, bool) and self.workers >= 1,
+                 "workers", self.workers, "give a whole number >= 1 (1 = no worker processes)")
+        _require(self.workers == 1 or isinstance(self.workload, str), "workers", self.workers,
+                 "worker processes rebuild the problem from its workload's name: give workload='<name>' or workers=1")
         self.budget_spec  # noqa: B018  (Budget validates ratio / absolute / metric)
 
     # ----------------------------------------------------------------- building
@@ -163,7 +172,8 @@ class ProblemSpec:
         return Problem(self.build_workload if table is not None else self.build_workload(), self.candidates,
                        tied=self.tied, settings=self.settings(), lut=self.lut, split=self.split,
                        sensitivity_images=self.sensitivity_images, surrogate_points=self.surrogate_points,
-                       seed=self.seed, progress=progress, table=table, device=self.device)
+                       seed=self.seed, progress=progress, table=table, device=self.device, workers=self.workers,
+                       factory=partial(ProblemSpec.build, dataclasses.replace(self, workers=1)) if self.workers > 1 else None)
 
 
 def graded_random_choices(rng: np.random.Generator, n: int, groups: int, candidates: int) -> np.ndarray:
@@ -191,7 +201,8 @@ class Problem:
                  tied: Sequence[Sequence[str]] | str = (), settings: QuantSettings = QuantSettings(),
                  lut: LookupTableCost | str | None = None, split: str = "search", sensitivity_images: int = 256,
                  surrogate_points: int = 16, seed: int = 0, progress: bool = True,
-                 table: ProblemTable | None = None, device: str = "cpu") -> None:
+                 table: ProblemTable | None = None, device: str = "cpu", workers: int = 1,
+                 factory: "Callable[[], Problem] | None" = None) -> None:
         self.settings = settings
         #: where the network runs (``ProblemSpec.device``; a bare Problem runs on the CPU)
         self.device = resolve_device(device)
@@ -213,8 +224,12 @@ class Problem:
         self.surrogate_points = surrogate_points
         self.seed = seed
         self.exact_evaluations = 0
-        #: a :class:`mpq_gym.bench.parallel.RayPool` of this problem: phase-1 rows and surrogate calibration run on it
-        self.pool = None
+        #: workers holding copies of this problem (:class:`mpq_gym.workers.ProcessPool`, or a
+        #: :class:`mpq_gym.bench.parallel.RayPool` the bench attaches): phase-1 rows and surrogate calibration run on it
+        self.pool: EvaluationPool | None = None
+        #: with ``factory`` (a picklable function returning a copy of this problem), :attr:`sensitivity` and
+        #: :attr:`surrogate` start that many worker processes for their exact work when no pool is attached
+        self.workers, self.factory = workers, factory
         if table is not None:
             self._check_table(table)
 
@@ -344,9 +359,30 @@ class Problem:
         if self.table is not None:
             return SensitivityTable([g.name for g in self.groups], list(self.candidates), self.table.sensitivity.copy(),
                                     self.sensitivity_images)
-        return compute_sensitivity(self.evaluator.qmodel, self.sensitivity_inputs(), self.groups, self.candidates,
-                                   cache_key=self.workload.fingerprint(), batch_size=self.workload.batch_size,
-                                   progress=self.progress, pool=self.pool)
+        with self._worker_pool():
+            return compute_sensitivity(self.evaluator.qmodel, self.sensitivity_inputs(), self.groups, self.candidates,
+                                       cache_key=self.workload.fingerprint(), batch_size=self.workload.batch_size,
+                                       progress=self.progress, pool=self.pool)
+
+    def sensitivity_rows(self, which: Sequence[int]) -> dict[int, np.ndarray]:
+        """Phase-1 rows of the groups ``which`` (what a worker computes for :attr:`sensitivity`)."""
+        return sensitivity_rows(self.evaluator.qmodel, self.sensitivity_inputs(), self.groups, self.candidates,
+                                [int(g) for g in which], self.workload.batch_size)
+
+    @contextmanager
+    def _worker_pool(self) -> Iterator[None]:
+        """Within the block, :attr:`pool` is ``workers`` processes holding copies of this problem (started on first
+        use, stopped at the end), unless a pool is attached already or ``workers`` is 1."""
+        if self.pool is not None or self.workers < 2 or self.factory is None:
+            yield
+            return
+        from mpq_gym.workers import ProcessPool
+        with ProcessPool(self.factory, self.workers) as pool:
+            self.pool = pool
+            try:
+                yield
+            finally:
+                self.pool = None
 
     def sensitivity_inputs(self) -> torch.Tensor:
         """The calibration images phase 1 measures on."""
@@ -358,11 +394,23 @@ class Problem:
         choices = self.surrogate_calibration_choices()
         if self.table is not None:
             return Surrogate(self.sensitivity).fit(choices, self.table.calibration_values, self.fp32_quality)
+        with self._worker_pool():
+            sensitivity = self.sensitivity
+            values = self.exact_qualities(choices)
+        return Surrogate(sensitivity).fit(choices, values, self.fp32_quality)
+
+    def exact_qualities(self, choices: np.ndarray) -> np.ndarray:
+        """Exact quality of each configuration on the problem's split; with a :attr:`pool` those not stored yet
+        are computed on its workers (and counted as exact evaluations)."""
+        known: dict[tuple[int, ...], float] = {}
         if self.pool is not None:
-            values = np.array(self.pool.qualities(choices, self.split))
-        else:
-            values = np.array([self.quality(self.config(c)) for c in choices])
-        return Surrogate(self.sensitivity).fit(choices, values, self.fp32_quality)
+            new = [tuple(map(int, c)) for c in choices if not self.evaluator.stored(self.config(c), self.split)]
+            new = list(dict.fromkeys(new))
+            if len(new) > 1:
+                known = dict(zip(new, self.pool.qualities(new, self.split)))
+                self.exact_evaluations += len(new)
+        return np.array([known.get(tuple(map(int, c))) if tuple(map(int, c)) in known
+                         else self.quality(self.config(c)) for c in choices], dtype=np.float64)
 
     @cached_property
     def pairwise(self) -> PairwiseTable:

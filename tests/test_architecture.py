@@ -18,7 +18,7 @@ LAYERS: list[dict[str, tuple[str, ...]]] = [
               "mpq_gym.metrics", "mpq_gym.tracking", "mpq_gym.markdown", "mpq_gym.provenance", "mpq_gym.devices")},
     {"workloads": ("mpq_gym.workloads",), "quant": ("mpq_gym.quant",)},
     {"evaluate": ("mpq_gym.evaluate",), "cost": ("mpq_gym.cost",)},
-    {"problem": ("mpq_gym.problem", "mpq_gym.tabular", "mpq_gym.search", "mpq_gym.scores")},
+    {"problem": ("mpq_gym.problem", "mpq_gym.tabular", "mpq_gym.search", "mpq_gym.scores", "mpq_gym.workers")},
     {"envs": ("mpq_gym.envs",)},
     {"registration": ("mpq_gym",)},  # `import mpq_gym` registers the env ids
     {"agents": ("mpq_gym.agents",), "baselines": ("mpq_gym.baselines",)},

@@ -14,7 +14,6 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from mpq_gym.bench.cells import run_cell
 from mpq_gym.cache import CACHE_ENV
 from mpq_gym.errors import ConfigError
-from mpq_gym.evaluate.sensitivity import sensitivity_rows
 from mpq_gym.problem import Problem
 
 ProblemFactory = Callable[[], Problem]  # e.g. functools.partial(problem_from_env, env_id, env_kwargs)
@@ -36,9 +35,7 @@ class _Worker:
         return self.problem.quality(self.problem.config(choices), split)
 
     def sensitivity_rows(self, which: Sequence[int]) -> dict[int, Any]:
-        p = self.problem
-        return sensitivity_rows(p.evaluator.qmodel, p.sensitivity_inputs(), p.groups, p.candidates,
-                                [int(g) for g in which], p.workload.batch_size)
+        return self.problem.sensitivity_rows(which)
 
     def run_cell(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         return run_cell(self.problem, **kwargs)

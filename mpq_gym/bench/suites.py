@@ -25,12 +25,12 @@ from mpq_gym.errors import ConfigError, MpqGymError
 
 #: track -> the weight rounding its tasks must fix
 TRACKS: dict[str, str] = {"nearest": "nearest", "reconstruction": "adaround"}
-#: env kwargs a user may set on top of a suite's (where data lives, where the network runs; they do not change
-#: the task)
-LOCATION_KWARGS = ("data_dir", "device")
+#: env kwargs a user may set on top of a suite's (where data lives, where and on how many processes the network runs;
+#: they do not change the task)
+LOCATION_KWARGS = ("data_dir", "device", "workers")
 #: env kwargs a suite task may not fix: random weights make the numbers meaningless, a weights path, the data
-#: and the device are the user's
-FORBIDDEN_KWARGS = ("random_weights", "weights", "data_dir", "device")
+#: the device and the worker count are the user's
+FORBIDDEN_KWARGS = ("random_weights", "weights", "data_dir", "device", "workers")
 
 
 @dataclass(frozen=True)

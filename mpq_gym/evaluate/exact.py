@@ -187,6 +187,11 @@ class ExactEvaluator:
         fp32_entry, fp32_token = self._fp32_entry(split)
         return {fp32_entry: fp32_token, **({} if is_fp32 else self.qmodel.cache_entries())}
 
+    def stored(self, config: Config, split: str = "search") -> bool:
+        """Whether a result of ``config`` on ``split`` is in the store (:meth:`evaluate` still checks it against
+        the FP32 outputs it was computed from)."""
+        return self.store.get_with_deps(self._key(config, split)) is not None
+
     def evaluate(self, config: Config, split: str = "search") -> dict[str, float]:
         """Metrics of ``config`` on ``split``; a repeated configuration is a dictionary lookup.
 

@@ -30,7 +30,8 @@ SENSITIVITY_FORMAT = 4
 
 
 class RowPool(Protocol):
-    """Workers that compute phase-1 rows in parallel (e.g. :class:`mpq_gym.bench.parallel.RayPool`)."""
+    """Workers that compute phase-1 rows in parallel (:class:`mpq_gym.workers.ProcessPool`, or
+    :class:`mpq_gym.bench.parallel.RayPool`)."""
 
     workers: int
 
@@ -141,19 +142,28 @@ def resumable_rows(path: Path | None, shape: tuple[int, int], fill: Callable[[li
     return state["sqnr"]
 
 
+def pool_chunks(pending: Sequence[int], workers: int, per_worker: int = 4) -> list[list[int]]:
+    """Contiguous runs of the pending groups (execution order), about ``per_worker`` per worker, earliest first.
+    An early group re-runs a long suffix of the network, a late one a short one: handing out several runs per
+    worker, the longest first, keeps the workers equally busy, and each run is saved when it comes back (an
+    interrupted table resumes). Each run also pays one FP32 pass up to its first group."""
+    count = max(1, min(len(pending), workers * per_worker))
+    return [[int(g) for g in run] for run in np.array_split(np.asarray(pending, dtype=np.int64), count)]
+
+
 def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Sequence[QuantizerGroup],
                         candidates: Sequence[Candidate], cache_key: str | None = None, batch_size: int = 32,
                         progress: bool = True, pool: RowPool | None = None) -> SensitivityTable:
     """Fill S[group, candidate] on ``inputs`` (calibration images); cached and resumable under ``cache_key``.
 
-    With a Ray ``pool`` the pending groups are split into contiguous runs (in execution order), one per
-    worker, each filled by :func:`sensitivity_rows` in that worker.
+    With a ``pool`` (worker processes or Ray actors) the pending groups go out as :func:`pool_chunks`, each
+    filled by :func:`sensitivity_rows` in a worker and saved as it comes back.
     """
     path = table_path("sensitivity", SENSITIVITY_FORMAT, cache_key, qmodel, groups, candidates, len(inputs))
 
     def fill(pending: list[int], record: Callable[[int, np.ndarray], None]) -> None:
         if pool is not None and len(pending) > 1:
-            for g, row in pool.sensitivity_rows(np.array_split(np.array(pending), pool.workers)):
+            for g, row in pool.sensitivity_rows(pool_chunks(pending, pool.workers)):
                 record(g, row)
         else:
             sensitivity_rows(qmodel, inputs, groups, candidates, pending, batch_size, record)
