@@ -172,7 +172,7 @@ def test_reward_modes_and_info():
 
 def test_reward_shapings():
     rewards = {}
-    for shaping in ("delta", "quality", "relative"):
+    for shaping in ("delta", "quality", "relative", "normalized"):
         env = _make(DIGITS, reward_shaping=shaping, budget=8.0)
         env.reset(seed=0)
         for _ in range(4):
@@ -181,6 +181,7 @@ def test_reward_shapings():
     assert rewards["delta"] == pytest.approx(0.1 * (q - fp32))
     assert rewards["quality"] == pytest.approx(0.1 * q)
     assert rewards["relative"] == pytest.approx(q / fp32 - 1)
+    assert rewards["normalized"] == pytest.approx(0.1 * info["normalized_score"])
     with pytest.raises(ValueError, match="reward_shaping"):
         _make(DIGITS, reward_shaping="nope")
 

@@ -78,9 +78,10 @@ def test_ppo_on_vector_envs_reaches_the_optimum_on_digits(tmp_path):
     assert result.agent.n_envs == 8 and (result.run_dir / "monitor.csv").exists()
 
 
-@pytest.mark.parametrize("enforcement", ["limit", "mask"])
-def test_budget_conditioned_vector_env_equals_single_envs_seeded_like_gymnasium(enforcement):
-    n, kwargs = 4, dict(KWARGS, budget_range=[0.2, 0.45], enforcement=enforcement, observation="knapsack")
+@pytest.mark.parametrize("enforcement, shaping", [("limit", "delta"), ("mask", "delta"), ("limit", "normalized")])
+def test_budget_conditioned_vector_env_equals_single_envs_seeded_like_gymnasium(enforcement, shaping):
+    n, kwargs = 4, dict(KWARGS, budget_range=[0.2, 0.45], enforcement=enforcement, observation="knapsack",
+                        reward_shaping=shaping)
     vec = gym.make_vec(DIGITS, num_envs=n, **kwargs)
     singles = [gym.make(DIGITS, **kwargs) for _ in range(n)]
     obs, _ = vec.reset(seed=7)
@@ -94,6 +95,8 @@ def test_budget_conditioned_vector_env_equals_single_envs_seeded_like_gymnasium(
             obs, rewards, *_, info = vec.step(actions)
             outs = [e.step(int(a)) for e, a in zip(singles, actions)]
             assert np.allclose(rewards, [o[1] for o in outs]) and obs in vec.observation_space
+        if shaping == "normalized":  # each copy's reward on its own budget's scale
+            assert np.allclose(rewards, 0.1 * info["final_info"]["normalized_score"].astype(float))
         for key in ("budget_ratio", "normalized_score", "budget_used", "quality"):
             assert np.allclose(info["final_info"][key].astype(float), [o[4][key] for o in outs])
         ratios.update(info["final_info"]["budget_ratio"].round(6))

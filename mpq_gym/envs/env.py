@@ -19,8 +19,9 @@ from mpq_gym.evaluate.surrogate import Surrogate
 from mpq_gym.scores import score_scale
 
 REWARD_MODES = ("surrogate", "exact", "hybrid", "pairwise")
-#: delta: scale x (quality - FP32 quality) (HAQ); quality: scale x quality; relative: quality / FP32 - 1
-REWARD_SHAPINGS = ("delta", "quality", "relative")
+#: delta: scale x (quality - FP32 quality) (HAQ); quality: scale x quality; relative: quality / FP32 - 1;
+#: normalized: scale x the normalized score under the episode's budget (1 = the surrogate optimum, 0 = random)
+REWARD_SHAPINGS = ("delta", "quality", "relative", "normalized")
 #: haq: HAQ's layer features + sensitivity row + budget used; knapsack: also each candidate's cost and the
 #: slack (budget left beyond the cheapest completion), both in units of the limit
 OBSERVATIONS = ("haq", "knapsack")
@@ -112,8 +113,10 @@ class MixedPrecisionEnv(gym.Env):
 
     ## Rewards
     0 until the last step, then ``reward_scale`` x (quality - FP32 quality) in metric points (HAQ: 0.1 x
-    Δtop-1; ``reward_shaping`` "quality" or "relative" for others), minus ``penalty_coef`` x relative
-    overshoot with ``enforcement="penalty"``. ``reward_mode``:
+    Δtop-1; ``reward_shaping`` "quality" or "relative" for others, or "normalized": ``reward_scale`` x the
+    quality on the normalized score's scale under the episode's budget, 1 at the surrogate optimum and 0 at
+    the mean random feasible configuration, so every workload and budget spans the same range), minus
+    ``penalty_coef`` x relative overshoot with ``enforcement="penalty"``. ``reward_mode``:
 
     - "surrogate" (µs; additive phase-1 noise): near the front on EfficientNet-Lite0 (208 ground-truth
       configurations, 4 budgets) Kendall τ 0.88-0.94 against the exact output SQNR, 0.07-0.59 against the
@@ -289,8 +292,13 @@ class MixedPrecisionEnv(gym.Env):
         """The surrogate the reward comes from: the pairwise one in ``pairwise`` mode, else the additive one."""
         return self.problem.pairwise_surrogate if self.reward_mode == "pairwise" else self.problem.surrogate
 
-    def _shape(self, quality: float) -> float:
+    def _shape(self, quality: float | np.ndarray, table: BudgetTable | None = None) -> float | np.ndarray:
+        """The reward of ``quality`` (``table``: the budget a "normalized" reward is scaled under; default the
+        episode's)."""
         fp32 = self.problem.fp32_quality
+        if self.reward_shaping == "normalized":
+            scale = score_scale(self.problem, self.budget_table if table is None else table)
+            return self.reward_scale * scale.normalize(quality)
         if self.reward_shaping == "quality":
             return self.reward_scale * quality
         if self.reward_shaping == "relative":

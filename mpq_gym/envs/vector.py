@@ -135,7 +135,7 @@ class MixedPrecisionVectorEnv(VectorEnv):
                  else chosen)
         quality = t.reward_surrogate.predict(final)
         infos = [t.final_info(c, f, q, False, tab) for c, f, q, tab in zip(chosen, final, quality, self._tables)]
-        rewards = np.asarray(t._shape(quality), dtype=np.float64) * np.ones(self.num_envs)
+        rewards = np.array([t._shape(q, tab) for q, tab in zip(quality, self._tables)], dtype=np.float64)
         if t.enforcement == "penalty":
             rewards = rewards - t.penalty_coef * np.maximum(0.0, np.array([i["budget_used"] for i in infos]) - 1.0)
         self._spent = np.array([i["costs"][table.metric] for i in infos])
