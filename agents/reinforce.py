@@ -1,22 +1,32 @@
 """REINFORCE with an LSTM policy (plain torch), as in the RL mixed-precision literature.
 
 A 2-layer LSTM (300 hidden units by default) reads one observation per quantizer group and outputs
-logits over the candidates. Updates are the REINFORCE gradient of the episode return with a moving-
-average baseline (advantages scaled by a moving standard deviation) plus an entropy bonus. It
-implements SB3's ``PolicyPredictor`` protocol, so SB3's ``evaluate_policy`` and this project's
+logits over the candidates. Updates are the REINFORCE gradient of the episode return minus a baseline,
+plus an entropy bonus. Two ways to train:
+
+* one env (a ``gym.Env``): episodes one at a time, one update per ``episodes_per_update`` episodes,
+  against a moving-average baseline (advantages scaled by a moving standard deviation);
+* an SB3 ``VecEnv`` of N copies (what ``make_env`` builds for ``n_envs`` > 1): each rollout runs one episode
+  on every copy in lock-step (one batched LSTM step for all copies per quantizer group), then one update
+  over the N episodes; with ``baseline="loo"`` each episode's advantage is its return minus the mean
+  return of the other N-1 (RLOO, Kool et al. 2019), divided by the batch's return std.
+
+It implements SB3's ``PolicyPredictor`` protocol, so SB3's ``evaluate_policy`` and this project's
 evaluation code treat it like any SB3 model; ``action_masks`` are honoured when the env provides them.
 """
 from __future__ import annotations
 
+import numbers
 import pickle
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from mpq_gym.errors import ConfigError, InputFileError
@@ -31,8 +41,45 @@ class ReinforceConfig:
     learning_rate: float = 1e-3
     entropy_coef: float = 0.01
     baseline_decay: float = 0.9
-    episodes_per_update: int = 4
+    episodes_per_update: int = 4  # one env only: a vector env updates once per rollout of its copies
     max_grad_norm: float = 1.0
+    #: "moving": moving-average baseline (``baseline_decay``), advantages / moving std; "loo": leave-one-out
+    #: over the episodes of one update (RLOO). Checkpoints without it are "moving" runs.
+    baseline: str = "moving"
+    #: "loo" only: divide the advantages by the std of the update's returns
+    normalize_advantage: bool = True
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value, default = getattr(self, f.name), f.default
+            if isinstance(default, str):
+                ok = value in BASELINES
+            elif isinstance(default, bool):
+                ok = isinstance(value, (bool, np.bool_))
+            else:
+                kind = numbers.Integral if isinstance(default, int) else numbers.Real
+                ok = isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+            if not ok:
+                allowed = (f"one of {BASELINES}" if isinstance(default, str) else
+                           "true or false" if isinstance(default, bool) else
+                           "a whole number" if isinstance(default, int) else "a number (YAML: 1.0e-3, not 1e-3)")
+                raise ConfigError(f"REINFORCE hyperparameter {f.name}={value!r} must be {allowed}")
+
+
+#: the baselines of :class:`ReinforceConfig`
+BASELINES = ("moving", "loo")
+
+
+def loo_advantages(returns: np.ndarray, normalize: bool = True) -> np.ndarray:
+    """Leave-one-out advantages (RLOO): each return minus the mean of the *other* returns of the batch,
+    divided by the batch's return std (population) when ``normalize``."""
+    returns = np.asarray(returns, dtype=np.float64)
+    n = returns.size
+    if n < 2:
+        raise ConfigError("baseline='loo' needs at least 2 episodes per update: train on n_envs >= 2 copies "
+                          "(or episodes_per_update >= 2 on one env), or use baseline='moving'")
+    advantages = returns - (returns.sum() - returns) / (n - 1)
+    return advantages / (returns.std() + 1e-8) if normalize else advantages
 
 
 class LSTMPolicyNet(nn.Module):
@@ -55,13 +102,21 @@ def _masked(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 class ReinforceLSTM:
-    """REINFORCE agent for ``Discrete`` mixed-precision envs (``learn``, ``predict``, ``save``, ``load``)."""
+    """REINFORCE agent for ``Discrete`` mixed-precision envs (``learn``, ``predict``, ``save``, ``load``).
 
-    def __init__(self, env: gym.Env, config: ReinforceConfig = ReinforceConfig(), seed: int = 0) -> None:
+    ``env`` is one ``gym.Env`` or an SB3 ``VecEnv`` of copies whose episodes all have the same length
+    (:class:`~mpq_gym.agents.vec_env.SB3VectorEnv`); see the module docstring."""
+
+    def __init__(self, env: gym.Env | VecEnv, config: ReinforceConfig = ReinforceConfig(), seed: int = 0) -> None:
+        if isinstance(env, gym.vector.VectorEnv):
+            raise ConfigError("REINFORCE-LSTM takes one env or an SB3 VecEnv: wrap the gymnasium vector env in "
+                              "mpq_gym.agents.vec_env.SB3VectorEnv (as make_env does for n_envs > 1)")
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise ValueError("REINFORCE-LSTM needs a Discrete action space: use a MixedPrecision-* id, "
                              "not MixedPrecisionContinuous-*")
         self.env, self.config, self.seed = env, config, seed
+        #: env copies stepped together (1: a single env)
+        self.n_envs = int(env.num_envs) if isinstance(env, VecEnv) else 1
         torch.manual_seed(seed)
         self.obs_dim = int(np.prod(env.observation_space.shape))
         self.n_actions = int(env.action_space.n)
@@ -72,6 +127,19 @@ class ReinforceLSTM:
         self.return_var = 1.0
         self.episodes_done = 0
         self._batch: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float]] = []
+        #: the last vector rollout's [copies, steps, ...] observations, actions and masks (until its update)
+        self._rollout: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._vec_masked = isinstance(env, VecEnv) and env.has_attr("action_masks")
+
+    @property
+    def vectorized(self) -> bool:
+        """Whether the agent trains on an SB3 ``VecEnv`` (one batched rollout per update)."""
+        return isinstance(self.env, VecEnv)
+
+    @property
+    def update_every(self) -> int:
+        """Episodes per gradient update: the copies of a vector env, else ``config.episodes_per_update``."""
+        return self.n_envs if self.vectorized else self.config.episodes_per_update
 
     # ------------------------------------------------------------ PolicyPredictor
     @torch.no_grad()
@@ -115,33 +183,114 @@ class ReinforceLSTM:
                             torch.as_tensor(actions), torch.as_tensor(np.stack(masks)), total))
         return total, info
 
-    def _update(self) -> dict[str, float]:
-        cfg = self.config
-        returns = np.array([b[3] for b in self._batch])
+    def _moving_advantages(self, returns: np.ndarray) -> np.ndarray:
+        """Returns minus the moving baseline, over the moving std (the baseline starts at the first batch's mean)."""
         if self.baseline is None:
             self.baseline = float(returns.mean())
+        return (returns - self.baseline) / np.sqrt(self.return_var + 1e-8)
+
+    def _advantages(self, returns: np.ndarray) -> np.ndarray:
+        """The update's advantages under ``config.baseline``."""
+        if self.config.baseline == "loo":
+            return loo_advantages(returns, self.config.normalize_advantage)
+        return self._moving_advantages(returns)
+
+    def _track_returns(self, returns: np.ndarray) -> None:
+        """Move the moving mean and variance of the return (the "moving" baseline's state)."""
+        if self.config.baseline != "moving":
+            return
+        decay = self.config.baseline_decay
+        for ret in returns:
+            delta = ret - self.baseline
+            self.baseline += (1 - decay) * delta
+            self.return_var = decay * self.return_var + (1 - decay) * delta ** 2
+
+    def _step_optimizer(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+
+    def _update(self) -> dict[str, float]:
+        """One update over the single-env episodes collected in ``_batch``."""
+        cfg = self.config
+        returns = np.array([b[3] for b in self._batch])
+        advantages = self._advantages(returns)
         loss_terms, entropies = [], []
-        for (obs, actions, mask, ret) in self._batch:
+        for (obs, actions, mask, _), advantage in zip(self._batch, advantages):
             logits, _ = self.net(obs[None])
             dist = torch.distributions.Categorical(logits=_masked(logits[0], mask))
-            advantage = (ret - self.baseline) / np.sqrt(self.return_var + 1e-8)
             loss_terms.append(-advantage * dist.log_prob(actions).sum() - cfg.entropy_coef * dist.entropy().sum())
             entropies.append(float(dist.entropy().mean().detach()))
         loss = torch.stack(loss_terms).mean()
-        self.optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
-        for ret in returns:  # moving mean and variance of the return
-            delta = ret - self.baseline
-            self.baseline += (1 - cfg.baseline_decay) * delta
-            self.return_var = cfg.baseline_decay * self.return_var + (1 - cfg.baseline_decay) * delta ** 2
+        self._step_optimizer(loss)
+        self._track_returns(returns)
         self._batch.clear()
-        return {"train/loss": loss.item(), "train/entropy": float(np.mean(entropies)), "train/baseline": self.baseline}
+        return self._stats(loss, float(np.mean(entropies)), returns)
+
+    def _stats(self, loss: torch.Tensor, entropy: float, returns: np.ndarray) -> dict[str, float]:
+        baseline = self.baseline if self.config.baseline == "moving" else float(returns.mean())
+        return {"train/loss": loss.item(), "train/entropy": entropy, "train/baseline": baseline}
+
+    def _rollout_masks(self) -> np.ndarray:
+        """[n_envs, n_actions] allowed actions of the vector env's copies now (all when it has no masks)."""
+        if self._vec_masked:
+            return np.stack(self.env.env_method("action_masks")).astype(bool).reshape(self.n_envs, self.n_actions)
+        return np.ones((self.n_envs, self.n_actions), dtype=bool)
+
+    @torch.no_grad()
+    def _run_rollout(self) -> tuple[np.ndarray, list[dict]]:
+        """One episode on every copy of the vector env in lock-step; returns [n_envs] returns, final infos.
+
+        The copies are seeded ``seed * 1_000_003 + episodes_done + i`` (copy i), the seeds a single env would
+        give those episodes, so a run resumed from a checkpoint repeats the uninterrupted one."""
+        env, n = self.env, self.n_envs
+        env.seed(self.seed * 1_000_003 + self.episodes_done)
+        obs = env.reset()
+        state, observations, actions, masks, totals = None, [], [], [], np.zeros(n)
+        while True:
+            mask = self._rollout_masks()
+            x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(n, 1, self.obs_dim)
+            logits, state = self.net(x, state)
+            probs = torch.softmax(_masked(logits[:, 0], torch.as_tensor(mask)), dim=-1)
+            action = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+            observations.append(x[:, 0])
+            actions.append(action)
+            masks.append(torch.as_tensor(mask))
+            obs, rewards, dones, infos = env.step(action.numpy())
+            totals += np.asarray(rewards, dtype=np.float64)
+            if np.any(dones):
+                if not np.all(dones):
+                    raise ConfigError("REINFORCE's vector env copies must finish their episodes together (one step "
+                                      "per quantizer group): use MixedPrecisionVectorEnv via make_env")
+                break
+        self._rollout = (torch.stack(observations, 1), torch.stack(actions, 1), torch.stack(masks, 1))
+        return totals, list(infos)
+
+    def _update_rollout(self, returns: np.ndarray) -> dict[str, float]:
+        """One update over the last rollout: the LSTM re-run over [copies, steps, obs] in one batch."""
+        obs, actions, masks = self._rollout
+        advantages = torch.as_tensor(self._advantages(returns), dtype=torch.float32)
+        logits, _ = self.net(obs)
+        dist = torch.distributions.Categorical(logits=_masked(logits, masks))
+        entropy = dist.entropy()
+        loss = (-advantages * dist.log_prob(actions).sum(1) - self.config.entropy_coef * entropy.sum(1)).mean()
+        self._step_optimizer(loss)
+        self._track_returns(returns)
+        self._rollout = None
+        return self._stats(loss, float(entropy.mean().detach()), returns)
 
     def learn(self, episodes: int, on_episode: Callable[[float, dict], bool] | None = None,
               on_update: Callable[[dict[str, float]], None] | None = None) -> "ReinforceLSTM":
-        """Train ``episodes`` more episodes; ``on_episode(return, final_info)`` returning False stops early."""
+        """Train ``episodes`` more episodes; ``on_episode(return, final_info)`` returning False stops early.
+
+        On a vector env the last rollout may run past ``episodes`` (whole rollouts only); ``on_episode`` sees
+        the first ``episodes`` in copy order, and a False stops after that episode (the rest of its rollout
+        is dropped, as EpisodeLog drops episodes past a run's end)."""
+        if self.config.baseline == "loo":
+            loo_advantages(np.zeros(self.update_every))  # too few episodes per update: fails now, naming the fix
+        if self.vectorized:
+            return self._learn_vectorized(episodes, on_episode, on_update)
         for _ in range(episodes):
             seed = self.seed * 1_000_003 + self.episodes_done
             total, info = self._run_episode(seed)
@@ -152,6 +301,24 @@ class ReinforceLSTM:
                     on_update(stats)
             if on_episode is not None and on_episode(total, info) is False:
                 break
+        return self
+
+    def _learn_vectorized(self, episodes: int, on_episode: Callable[[float, dict], bool] | None,
+                          on_update: Callable[[dict[str, float]], None] | None) -> "ReinforceLSTM":
+        """``learn`` on a vector env: rollout, one update, then the rollout's episodes to ``on_episode``."""
+        reported = 0
+        while reported < episodes:
+            returns, infos = self._run_rollout()
+            stats = self._update_rollout(returns)
+            self.episodes_done += self.n_envs
+            if on_update is not None:
+                on_update(stats)
+            for ret, info in zip(returns, infos):
+                if reported >= episodes:
+                    break
+                reported += 1
+                if on_episode is not None and on_episode(float(ret), info) is False:
+                    return self
         return self
 
     # ---------------------------------------------------------------- persistence
@@ -166,18 +333,17 @@ class ReinforceLSTM:
                    str(path))
 
     @classmethod
-    def load(cls, path: str | Path, env: gym.Env) -> "ReinforceLSTM":
-        """Load an agent saved by :meth:`save` onto ``env`` (whose spaces must match).
+    def load(cls, path: str | Path, env: gym.Env | VecEnv) -> "ReinforceLSTM":
+        """Load an agent saved by :meth:`save` onto ``env`` (whose spaces must match; one env or a vector env,
+        whichever it was trained on: the policy is the same).
 
         The file is read with ``weights_only=True`` (tensors and plain values only: a checkpoint from
         someone else cannot run code) and checked field by field; a file that is not such a checkpoint
         is an :class:`~mpq_gym.errors.InputFileError` naming it."""
         data = _read_checkpoint(Path(path))
         try:
-            config = ReinforceConfig(**data["config"])
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in asdict(config).values()):
-                raise TypeError("non-numeric hyperparameters")
-        except TypeError as exc:
+            config = ReinforceConfig(**data["config"])  # checks every value (older files: baseline="moving")
+        except (TypeError, ConfigError) as exc:
             raise InputFileError(f"{path} is not a REINFORCE checkpoint written by mpq-gym ({exc}); "
                                  "resume from the run's own checkpoints/model.pt or start a new run") from exc
         agent = cls(env, config, data["seed"])

@@ -97,7 +97,9 @@ def steps_per_episode(env: gym.Env | VecEnv) -> int:
 
 
 #: algorithms that train on several env copies at once (``n_envs`` in their presets, as in rl-zoo3)
-VECTOR_ALGOS = ("ppo", "maskable_ppo", "recurrent_ppo")
+VECTOR_ALGOS = ("ppo", "maskable_ppo", "recurrent_ppo", "reinforce")
+#: the PPO family among them (SB3 learners)
+PPO_ALGOS = ("ppo", "maskable_ppo", "recurrent_ppo")
 
 
 #: hyperparameters the presets use that this module turns into SB3 arguments
@@ -131,7 +133,7 @@ def build_agent(algo: str, env: gym.Env | VecEnv, hyperparams: dict[str, Any], s
     _check_algo(algo)
     hp = {k: v for k, v in hyperparams.items() if k not in ("env_kwargs", "n_envs")}
     steps = steps_per_episode(env)
-    if algo == "reinforce":
+    if algo == "reinforce":  # a VecEnv for n_envs > 1: batched rollouts, one update per rollout
         known = {f.name for f in fields(ReinforceConfig)}
         unknown = set(hp) - known
         if unknown:
@@ -414,7 +416,9 @@ def _learn(algo: str, agent: Any, log: EpisodeLog, logger: Any, checkpoint: Any,
     if log.finished:
         return
     if algo == "reinforce":
-        every = max(checkpoint_every // agent.config.episodes_per_update, 1) * agent.config.episodes_per_update
+        # checkpoints fall between updates (whole rollouts on a vector env), where a resume repeats the run
+        # exactly; a run that ends mid-rollout checkpoints there too, and resumes from the next rollout
+        every = max(checkpoint_every // agent.update_every, 1) * agent.update_every
 
         def on_episode(reward: float, info: dict) -> bool:
             go_on = log.record(reward, info)

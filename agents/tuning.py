@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from mpq_gym.agents.recording import read_episodes
-from mpq_gym.agents.training import ALGOS, VECTOR_ALGOS, env_on_problem, load_hyperparams, train
+from mpq_gym.agents.training import ALGOS, PPO_ALGOS, env_on_problem, load_hyperparams, train
 from mpq_gym.budget import Budget
 from mpq_gym.errors import ConfigError
 from mpq_gym.problem import Problem
@@ -29,7 +29,7 @@ TIME_CHARGE = 0.01
 
 def sample_hyperparams(trial: Any, algo: str) -> dict[str, Any]:
     """One point of ``algo``'s search space (Optuna ``trial.suggest_*``), as preset overrides."""
-    if algo in VECTOR_ALGOS:  # the PPO family
+    if algo in PPO_ALGOS:
         width = trial.suggest_categorical("width", [64, 128, 256])
         hp = {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
               "n_epochs": trial.suggest_categorical("n_epochs", [4, 10, 20]),
@@ -42,12 +42,11 @@ def sample_hyperparams(trial: Any, algo: str) -> dict[str, Any]:
         hp["policy_kwargs"] = ({"lstm_hidden_size": width, "net_arch": [width]} if algo == "recurrent_ppo"
                                else {"net_arch": [width, width]})
         return hp
-    if algo == "reinforce":
+    if algo == "reinforce":  # the batched preset: one update per rollout of n_envs copies, RLOO baseline
         return {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
                 "hidden_size": trial.suggest_categorical("hidden_size", [64, 128, 300]),
                 "entropy_coef": trial.suggest_float("entropy_coef", 1e-4, 5e-2, log=True),
-                "episodes_per_update": trial.suggest_categorical("episodes_per_update", [2, 4, 8, 16]),
-                "baseline_decay": trial.suggest_categorical("baseline_decay", [0.8, 0.9, 0.95, 0.99])}
+                "n_envs": trial.suggest_categorical("n_envs", [8, 16, 32])}
     if algo == "ddpg":
         return {"learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True),
                 "critic_learning_rate": trial.suggest_float("critic_learning_rate", 1e-4, 1e-2, log=True),

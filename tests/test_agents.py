@@ -5,9 +5,13 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import mpq_gym  # noqa: F401
+from mpq_gym.agents.reinforce import ReinforceLSTM, loo_advantages
+from mpq_gym.agents.vec_env import SB3VectorEnv
+from mpq_gym.errors import ConfigError, InputFileError
 from mpq_gym.cli.replay import evaluate_run, rollout
 from mpq_gym.agents.haq_ddpg import HaqDDPG
 from mpq_gym.cli.train import main as train_main
@@ -23,12 +27,12 @@ def _env_id(algo):
 
 
 def _small_hp(tmp_path, algo):
-    """Presets shrunk so a few episodes exercise learning (DDPG: 2 warm-up episodes)."""
+    """Presets shrunk so a few episodes exercise learning (DDPG: 2 warm-up episodes; REINFORCE on one env)."""
     hp = {"ddpg": {"warmup_episodes": 2, "batch_size": 8}, "ppo": {"rollout_episodes": 2, "batch_size": 8},
           "maskable_ppo": {"rollout_episodes": 2, "batch_size": 8},
           "recurrent_ppo": {"rollout_episodes": 2, "batch_size": 8, "policy_kwargs": {"lstm_hidden_size": 16}},
-          "reinforce": {"hidden_size": 32,
-                                                                                  "episodes_per_update": 2}}[algo]
+          "reinforce": {"hidden_size": 32, "n_envs": 1, "baseline": "moving",  # the one-env agent
+                        "episodes_per_update": 2}}[algo]
     path = tmp_path / f"{algo}.yml"
     path.write_text(json.dumps(hp))  # JSON is YAML
     return str(path)
@@ -110,6 +114,107 @@ def test_reinforce_resume_equals_an_uninterrupted_run(tmp_path):
         with (run / "episodes.csv").open(newline="") as f:
             return [{k: v for k, v in r.items() if k != "wall_s"} for r in csv.DictReader(f)]
     assert rows(part) == rows(whole)
+
+
+def _batched_hp(tmp_path, **overrides):
+    """The batched REINFORCE preset (n_envs copies, leave-one-out baseline), shrunk."""
+    path = tmp_path / "reinforce_batched.yml"
+    path.write_text(json.dumps({"hidden_size": 32, "n_envs": 4, "baseline": "loo", **overrides}))
+    return str(path)
+
+
+def _rows(run):
+    """episodes.csv without the wall-clock column."""
+    with (run / "episodes.csv").open(newline="") as f:
+        return [{k: v for k, v in r.items() if k != "wall_s"} for r in csv.DictReader(f)]
+
+
+def test_reinforce_preset_is_batched_with_a_leave_one_out_baseline():
+    hp = load_hyperparams("reinforce")
+    assert hp["n_envs"] > 1 and hp["baseline"] == "loo"
+    assert (hp["hidden_size"], hp["num_layers"]) == (300, 2)
+
+
+def test_loo_advantages_on_a_hand_made_batch():
+    returns = np.array([1.0, 2.0, 3.0, 6.0])
+    expected = np.array([1 - 11 / 3, 2 - 10 / 3, 3 - 9 / 3, 6 - 6 / 3])  # each minus the mean of the other three
+    assert np.allclose(loo_advantages(returns, normalize=False), expected)
+    assert np.allclose(loo_advantages(returns), expected / np.sqrt(3.5))  # population std of the returns
+    assert loo_advantages(returns).sum() == pytest.approx(0.0)
+    assert np.allclose(loo_advantages(np.full(3, 0.7)), 0.0, atol=1e-6)  # equal returns: no push either way
+    with pytest.raises(ConfigError, match="n_envs >= 2"):
+        loo_advantages(np.array([1.0]))
+
+
+def test_batched_reinforce_reaches_the_optimum_on_digits(tmp_path):
+    """The default preset (16 copies, RLOO, 2x300 LSTM): the optimum, and a policy that keeps choosing it."""
+    budget = {**KWARGS, "budget": 0.3}
+    result = train_run("reinforce", DISCRETE, 480, 0, budget, None, tmp_path, checkpoint_every=0, progress=False)
+    agent = result.agent
+    assert agent.vectorized and agent.n_envs == 16 and agent.episodes_done == 480
+    assert result.best["normalized_score"] >= 1.0 - 1e-9
+    last = [float(r["normalized_score"]) for r in _rows(result.run_dir)[-16:]]  # the last rollout
+    assert np.mean(last) >= 0.99
+    report = evaluate_run(result.run_dir, split="test")  # the batched agent replays on one env
+    assert report["agent"]["within_budget"]
+
+
+def test_batched_reinforce_same_seed_same_run_and_masks(tmp_path):
+    hp = _batched_hp(tmp_path)
+    runs = [train_run("reinforce", DISCRETE, 10, 3, KWARGS, hp, tmp_path / sub, progress=False).run_dir
+            for sub in ("a", "b")]
+    assert _rows(runs[0]) == _rows(runs[1]) and len(_rows(runs[0])) == 10  # 3 rollouts of 4, cut at 10
+    other = train_run("reinforce", DISCRETE, 10, 4, KWARGS, hp, tmp_path / "c", progress=False).run_dir
+    assert _rows(other) != _rows(runs[0])
+    masked = train_run("reinforce", DISCRETE, 12, 0, {**KWARGS, "enforcement": "mask"}, hp, tmp_path / "m",
+                       progress=False).run_dir  # a masked-out action would raise in the vector env
+    assert all(r["within_budget"] == "True" for r in _rows(masked))
+
+
+def test_batched_reinforce_resume_equals_an_uninterrupted_run(tmp_path):
+    hp = _batched_hp(tmp_path)
+    whole = train_run("reinforce", DISCRETE, 16, 1, KWARGS, hp, tmp_path / "whole", checkpoint_every=8,
+                      progress=False).run_dir
+    part = train_run("reinforce", DISCRETE, 8, 1, KWARGS, hp, tmp_path / "part", checkpoint_every=8,
+                     progress=False).run_dir
+    saved = torch.load(model_path(part, "reinforce", checkpoint=True), weights_only=True)
+    assert saved["config"]["baseline"] == "loo" and saved["episodes_done"] == 8
+    resumed = train_run(None, None, 16, 0, resume=part, checkpoint_every=8, progress=False)
+    assert resumed.episodes == 16 and resumed.agent.vectorized and resumed.agent.episodes_done == 16
+    assert _rows(part) == _rows(whole)
+
+
+def test_batched_reinforce_stops_mid_rollout_when_told(tmp_path):
+    env = SB3VectorEnv(gym.make_vec(DISCRETE, num_envs=4, vectorization_mode="vector_entry_point", **KWARGS))
+    agent = build_agent("reinforce", env, {"hidden_size": 16, "baseline": "loo"}, seed=0)
+    seen, updates = [], []
+    agent.learn(100, lambda ret, info: seen.append((ret, info["choices"])) or len(seen) < 3, updates.append)
+    assert len(seen) == 3 and len(updates) == 1 and agent.episodes_done == 4
+    assert all(len(choices) == 4 for _, choices in seen)
+
+
+def test_reinforce_hyperparameters_and_old_checkpoints(tmp_path):
+    env = gym.make(DISCRETE, **KWARGS)
+    with pytest.raises(ConfigError, match="baseline"):
+        build_agent("reinforce", env, {"baseline": "average"}, seed=0)
+    with pytest.raises(ConfigError, match="learning_rate"):
+        build_agent("reinforce", env, {"learning_rate": "1e-3"}, seed=0)
+    with pytest.raises(ConfigError, match="n_envs >= 2"):  # one env, one episode per update: no "others"
+        build_agent("reinforce", env, {"baseline": "loo", "episodes_per_update": 1}, seed=0).learn(1)
+    agent = build_agent("reinforce", env, {"hidden_size": 16}, seed=0)
+    assert agent.config.baseline == "moving" and not agent.vectorized  # the dataclass default: the old agent
+    agent.learn(4)
+    agent.save(tmp_path / "new.pt")
+    data = torch.load(tmp_path / "new.pt", weights_only=True)
+    for key in ("baseline", "normalize_advantage"):  # a checkpoint written before these existed
+        del data["config"][key]
+    torch.save(data, tmp_path / "old.pt")
+    old = ReinforceLSTM.load(tmp_path / "old.pt", env)
+    assert old.config.baseline == "moving" and old.baseline == agent.baseline and old.episodes_done == 4
+    data["config"]["baseline"] = 3
+    torch.save(data, tmp_path / "bad.pt")
+    with pytest.raises(InputFileError, match="not a REINFORCE checkpoint"):
+        ReinforceLSTM.load(tmp_path / "bad.pt", env)
 
 
 def test_sb3_resume_continues_from_the_checkpoint(tmp_path):
