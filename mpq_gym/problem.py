@@ -407,6 +407,7 @@ class Problem:
             new = [tuple(map(int, c)) for c in choices if not self.evaluator.stored(self.config(c), self.split)]
             new = list(dict.fromkeys(new))
             if len(new) > 1:
+                self.evaluator.qmodel.fit_quantizers(self.layer_names, self.candidates)  # saved: workers load it
                 known = dict(zip(new, self.pool.qualities(new, self.split)))
                 self.exact_evaluations += len(new)
         return np.array([known.get(tuple(map(int, c))) if tuple(map(int, c)) in known

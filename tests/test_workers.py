@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import mpq_gym  # noqa: F401  (registers the ids)
+from mpq_gym.envs.env import split_env_kwargs
 from mpq_gym.errors import ConfigError
 from mpq_gym.evaluate.sensitivity import pool_chunks
 from mpq_gym.problem import ProblemSpec
@@ -66,7 +67,7 @@ def test_nothing_left_to_compute_starts_no_worker(fresh_cache, monkeypatch):
 
 def test_pool_chunks_cover_every_group_once_longest_first():
     chunks = pool_chunks(list(range(3, 40)), workers=2)
-    assert len(chunks) == 8 and [g for c in chunks for g in c] == list(range(3, 40))
+    assert len(chunks) == 4 and [g for c in chunks for g in c] == list(range(3, 40))
     assert pool_chunks([5], workers=4) == [[5]]
 
 
@@ -79,3 +80,26 @@ def test_bad_workers_are_refused_naming_the_fix(bad):
 def test_workers_need_a_workload_name(digits):
     with pytest.raises(ConfigError, match="workload='<name>' or workers=1"):
         ProblemSpec(workload=digits, workers=2)
+
+
+def _dies():
+    os._exit(3)  # a worker that cannot start (e.g. an unguarded script re-imported by spawn, or out of memory)
+
+
+def test_a_worker_that_dies_is_one_error_naming_the_fix():
+    with ProcessPool(_dies, 1) as pool, pytest.raises(ConfigError, match='if __name__ == "__main__"'):
+        pool.qualities([[0, 0, 0, 0]], "search")
+
+
+def test_fitted_quantizers_are_saved_so_workers_load_them(fresh_cache):
+    fresh_cache("fit")
+    spec = split_env_kwargs(ENV, KWARGS)[0]
+    problem = spec.build()
+    qmodel = problem.evaluator.qmodel
+    qmodel.fit_quantizers(qmodel.layer_names, problem.candidates)
+    copy = spec.build().evaluator.qmodel  # what a worker builds: it loads the saved quantizers
+    assert copy is not qmodel
+    saved = copy._cache_path.stat().st_mtime_ns
+    for c in problem.candidates:
+        copy.set_config({n: c for n in copy.layer_names})
+    assert copy._cache_path.stat().st_mtime_ns == saved  # nothing was left to fit (and save)

@@ -142,7 +142,7 @@ def resumable_rows(path: Path | None, shape: tuple[int, int], fill: Callable[[li
     return state["sqnr"]
 
 
-def pool_chunks(pending: Sequence[int], workers: int, per_worker: int = 4) -> list[list[int]]:
+def pool_chunks(pending: Sequence[int], workers: int, per_worker: int = 2) -> list[list[int]]:
     """Contiguous runs of the pending groups (execution order), about ``per_worker`` per worker, earliest first.
     An early group re-runs a long suffix of the network, a late one a short one: handing out several runs per
     worker, the longest first, keeps the workers equally busy, and each run is saved when it comes back (an
@@ -163,6 +163,8 @@ def compute_sensitivity(qmodel: QuantizedModel, inputs: torch.Tensor, groups: Se
 
     def fill(pending: list[int], record: Callable[[int, np.ndarray], None]) -> None:
         if pool is not None and len(pending) > 1:
+            # fitted once here and saved: each worker loads the quantizers instead of fitting its own
+            qmodel.fit_quantizers([layer for g in pending for layer in groups[g].layers], candidates)
             for g, row in pool.sensitivity_rows(pool_chunks(pending, pool.workers)):
                 record(g, row)
         else:

@@ -265,6 +265,24 @@ class QuantizedModel(nn.Module):
         self.prepare_adaround([(name, c.w_bits) for name in layers for c in candidates
                                if self.uses_adaround(c.w_bits, c.fmt)])
 
+    def fit_quantizers(self, layers: Iterable[str], candidates: Iterable[Candidate]) -> None:
+        """Fit (or load) every quantizer these layers need under these candidates (activation ranges, weight
+        quantizers, bias corrections, AdaRound weights) and save the cache. Fitting runs the calibration data
+        through the network (minutes on a large one): a driver does it once before handing work to worker
+        processes, which then load it instead of each fitting its own."""
+        layers, candidates = list(layers), list(candidates)
+        if any(c.a_bits != FLOAT_BITS for c in candidates) and len(self._act_ranges) < len(self.layer_names):
+            self.calibrate()
+        self.prepare_candidates(layers, candidates)
+        for name in layers:
+            for c in candidates:
+                if c.w_bits != FLOAT_BITS and not self.uses_adaround(c.w_bits, c.fmt):
+                    self.weight_quantizer(name, c.w_bits, c.fmt)
+                self.layer_bias(name, c.w_bits, c.fmt)
+                if c.a_bits != FLOAT_BITS:
+                    self.activation_quantizer(name, c.a_bits, c.fmt)
+        self._save_cache()
+
     def prepare_adaround(self, pairs: Iterable[tuple[str, int]]) -> None:
         """Learn (or load from the cache) the AdaRound weights of these (layer, bits) pairs; the calibration
         inputs are sampled once for all of them, and each result is saved as soon as it is learned."""
