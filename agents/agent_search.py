@@ -19,9 +19,9 @@ from mpq_gym.agents.recording import read_episodes
 from mpq_gym.agents.training import env_on_problem, load_hyperparams, train
 from mpq_gym.search import SearchContext
 
-#: training episodes when none are given: 3,000 for the PPOs on 8 vector copies (under a minute on 2 cores in
-#: surrogate mode), 300 for the one-env agents
-DEFAULT_EPISODES = {"ppo": 3000, "maskable_ppo": 3000}
+#: training episodes when none are given: 3,000 for the agents that train on batched copies (the PPOs, batched
+#: REINFORCE: under a minute on 2 cores in surrogate mode), 300 for the one-env agents
+DEFAULT_EPISODES = {"ppo": 3000, "maskable_ppo": 3000, "reinforce": 3000}
 ONE_ENV_EPISODES = 300
 
 
