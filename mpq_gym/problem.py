@@ -402,16 +402,15 @@ class Problem:
     def exact_qualities(self, choices: np.ndarray) -> np.ndarray:
         """Exact quality of each configuration on the problem's split; with a :attr:`pool` those not stored yet
         are computed on its workers (and counted as exact evaluations)."""
+        keys = [tuple(int(c) for c in row) for row in choices]
         known: dict[tuple[int, ...], float] = {}
         if self.pool is not None:
-            new = [tuple(map(int, c)) for c in choices if not self.evaluator.stored(self.config(c), self.split)]
-            new = list(dict.fromkeys(new))
+            new = [k for k in dict.fromkeys(keys) if not self.evaluator.stored(self.config(k), self.split)]
             if len(new) > 1:
                 self.evaluator.qmodel.fit_quantizers(self.layer_names, self.candidates)  # saved: workers load it
                 known = dict(zip(new, self.pool.qualities(new, self.split)))
                 self.exact_evaluations += len(new)
-        return np.array([known.get(tuple(map(int, c))) if tuple(map(int, c)) in known
-                         else self.quality(self.config(c)) for c in choices], dtype=np.float64)
+        return np.array([known[k] if k in known else self.quality(self.config(k)) for k in keys], dtype=np.float64)
 
     @cached_property
     def pairwise(self) -> PairwiseTable:
