@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.env, args.child == "tabular", json.loads(args.child_kwargs))))
         return 0
-    from mpq_gym.cli.common import parse_env_kwargs
+    from mpq_gym.cli.common import parse_env_kwargs  # here, not at the top: each child times `import mpq_gym` itself
     kwargs = parse_env_kwargs(args.env_kwargs)
     cases = [c.strip() for c in args.cases.split(",")]
     results = {}

@@ -31,6 +31,7 @@ from mpq_gym.quant.graph import LayerInfo
 from mpq_gym.quant.quantizers import DEFAULT_QUANTIZER, QUANTIZERS, WEIGHT_ROUNDING, QuantSettings, quantizer_settings
 from mpq_gym.quant.residual import residual_groups
 from mpq_gym.tabular import REGENERATE, ProblemTable, find_table
+from mpq_gym.workers import ProcessPool
 
 if TYPE_CHECKING:
     from mpq_gym.evaluate.exact import ExactEvaluator
@@ -376,7 +377,6 @@ class Problem:
         if self.pool is not None or self.workers < 2 or self.factory is None:
             yield
             return
-        from mpq_gym.workers import ProcessPool
         with ProcessPool(self.factory, self.workers) as pool:
             self.pool = pool
             try:

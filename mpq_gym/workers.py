@@ -27,6 +27,8 @@ from concurrent.futures.process import BrokenProcessPool
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
+import torch
+
 from mpq_gym.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -39,7 +41,6 @@ _problem: "Problem | None" = None  # the worker process's problem (set by _start
 
 def _start(factory: ProblemFactory, threads: int) -> None:
     """Worker initializer: its share of the cores as torch threads, then the problem."""
-    import torch
     torch.set_num_threads(threads)
     global _problem
     _problem = factory()

@@ -25,7 +25,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from tqdm.auto import tqdm
 
 from mpq_gym.bench.cells import CELL_COLUMNS, COLUMNS, make_problem, run_cell, uniform_references
@@ -97,10 +96,9 @@ class BenchSpec:
         mine["seeds"] = max(old["seeds"], self.seeds)
         return mine
 
-    def save(self, out: Path, device: torch.device | None = None) -> None:
-        """Write ``bench.json`` (see :meth:`merged`); ``device``: where this run's network runs (provenance)."""
-        (out / "bench.json").write_text(json.dumps({**self.merged(out), "provenance": provenance(device)},
-                                                   indent=2))
+    def save(self, out: Path, record: dict[str, Any]) -> None:
+        """Write ``bench.json`` (see :meth:`merged`) with this run's provenance ``record``."""
+        (out / "bench.json").write_text(json.dumps({**self.merged(out), "provenance": record}, indent=2))
 
     @classmethod
     def load(cls, out: Path) -> "BenchSpec":
@@ -237,8 +235,9 @@ def _start(spec: BenchSpec, problem: Problem, metric: str, out: Path) -> dict[st
     nothing that blocks its corrected rerun); returns the run's provenance (with the problem's device)."""
     for ratio in spec.budgets:
         problem.budget_table(Budget(metric, ratio)).check_feasible()
-    spec.save(out, problem.device)
-    return provenance(problem.device)
+    record = provenance(problem.device)
+    spec.save(out, record)
+    return record
 
 
 def _todo(spec: BenchSpec, metric: str, results: Path) -> list[dict[str, Any]]:

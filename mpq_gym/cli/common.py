@@ -76,7 +76,7 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
                         help="RANDOM weights: structure and cost work only, accuracy is meaningless")
 
 
-def device_name(text: str) -> str:
+def device_arg(text: str) -> str:
     """A device this machine has (``auto``, ``cpu``, ``cuda[:N]``, ``mps``), kept as given; else the error
     :func:`mpq_gym.devices.resolve_device` gives, naming the ``--device`` to use instead."""
     try:
@@ -88,7 +88,7 @@ def device_name(text: str) -> str:
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
     """``--device``: where the quantized network runs (the env kwarg / ``ProblemSpec`` field ``device``)."""
-    parser.add_argument("--device", type=device_name, default=None, metavar="DEVICE",
+    parser.add_argument("--device", type=device_arg, default=None, metavar="DEVICE",
                         help=f"where the quantized network runs: {', '.join(DEVICES)} (default auto: CUDA when "
                              "available, else the CPU); not an agent's policy network, which stays on the CPU")
 
