@@ -23,11 +23,14 @@ def reproduce_command(module: str, argv: Sequence[str] | None) -> str:
 
 
 @torch.inference_mode()
-def time_forward(model: torch.nn.Module, batches: Sequence[torch.Tensor]) -> float:
-    """Seconds for one forward pass of ``model`` over ``batches``."""
+def time_forward(model: torch.nn.Module, batches: Sequence[torch.Tensor],
+                 device: torch.device = torch.device("cpu")) -> float:
+    """Seconds for one forward pass of ``model`` (already on ``device``) over ``batches`` (moved there, and the
+    outputs brought back to the CPU, as the quantized side does)."""
     start = time.perf_counter()
-    for x in batches:
-        model(x)
+    with torch.inference_mode():
+        for x in batches:
+            model(x.to(device)).cpu()
     return time.perf_counter() - start
 
 
