@@ -48,6 +48,10 @@ class ReinforceConfig:
     baseline: str = "moving"
     #: "loo" only: divide the advantages by the std of the update's returns
     normalize_advantage: bool = True
+    #: "loo", vector env only: score each action by the return from its step on (the rewards before it
+    #: are not its doing), against the leave-one-out mean of the other copies at the same step. Only dense
+    #: rewards (the env's ``dense_reward``) make it differ from the episode return.
+    reward_to_go: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -128,7 +132,8 @@ class ReinforceLSTM:
         self.episodes_done = 0
         self._batch: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float]] = []
         #: the last vector rollout's [copies, steps, ...] observations, actions and masks (until its update)
-        self._rollout: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        #: the last rollout: observations, actions, masks [copies, steps, ...], rewards [copies, steps]
+        self._rollout: tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray] | None = None
         self._vec_masked = isinstance(env, VecEnv) and env.has_attr("action_masks")
 
     @property
@@ -247,7 +252,7 @@ class ReinforceLSTM:
         env, n = self.env, self.n_envs
         env.seed(self.seed * 1_000_003 + self.episodes_done)
         obs = env.reset()
-        state, observations, actions, masks, totals = None, [], [], [], np.zeros(n)
+        state, observations, actions, masks, steps, totals = None, [], [], [], [], np.zeros(n)
         while True:
             mask = self._rollout_masks()
             x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(n, 1, self.obs_dim)
@@ -258,23 +263,38 @@ class ReinforceLSTM:
             actions.append(action)
             masks.append(torch.as_tensor(mask))
             obs, rewards, dones, infos = env.step(action.numpy())
-            totals += np.asarray(rewards, dtype=np.float64)
+            steps.append(np.asarray(rewards, dtype=np.float64))
+            totals += steps[-1]
             if np.any(dones):
                 if not np.all(dones):
                     raise ConfigError("REINFORCE's vector env copies must finish their episodes together (one step "
                                       "per quantizer group): use MixedPrecisionVectorEnv via make_env")
                 break
-        self._rollout = (torch.stack(observations, 1), torch.stack(actions, 1), torch.stack(masks, 1))
+        self._rollout = (torch.stack(observations, 1), torch.stack(actions, 1), torch.stack(masks, 1),
+                         np.stack(steps, 1))
         return totals, list(infos)
+
+    def _to_go_advantages(self, returns: np.ndarray, rewards: np.ndarray) -> torch.Tensor:
+        """``reward_to_go``: [copies, steps] advantages, each step's return-to-go against the mean of the other
+        copies' at that step (divided by the episode returns' std when ``normalize_advantage``)."""
+        to_go = np.flip(np.cumsum(np.flip(rewards, 1), 1), 1)
+        n = len(to_go)
+        advantages = to_go - (to_go.sum(0, keepdims=True) - to_go) / (n - 1)
+        if self.config.normalize_advantage:
+            advantages = advantages / (returns.std() + 1e-8)
+        return torch.as_tensor(advantages, dtype=torch.float32)
 
     def _update_rollout(self, returns: np.ndarray) -> dict[str, float]:
         """One update over the last rollout: the LSTM re-run over [copies, steps, obs] in one batch."""
-        obs, actions, masks = self._rollout
-        advantages = torch.as_tensor(self._advantages(returns), dtype=torch.float32)
+        obs, actions, masks, rewards = self._rollout
         logits, _ = self.net(obs)
         dist = torch.distributions.Categorical(logits=_masked(logits, masks))
         entropy = dist.entropy()
-        loss = (-advantages * dist.log_prob(actions).sum(1) - self.config.entropy_coef * entropy.sum(1)).mean()
+        if self.config.reward_to_go:
+            policy = (self._to_go_advantages(returns, rewards) * dist.log_prob(actions)).sum(1)
+        else:
+            policy = torch.as_tensor(self._advantages(returns), dtype=torch.float32) * dist.log_prob(actions).sum(1)
+        loss = (-policy - self.config.entropy_coef * entropy.sum(1)).mean()
         self._step_optimizer(loss)
         self._track_returns(returns)
         self._rollout = None
@@ -289,6 +309,8 @@ class ReinforceLSTM:
         is dropped, as EpisodeLog drops episodes past a run's end)."""
         if self.config.baseline == "loo":
             loo_advantages(np.zeros(self.update_every))  # too few episodes per update: fails now, naming the fix
+        if self.config.reward_to_go and not (self.vectorized and self.config.baseline == "loo"):
+            raise ConfigError("REINFORCE's reward_to_go needs baseline='loo' on a vector env (n_envs >= 2)")
         if self.vectorized:
             return self._learn_vectorized(episodes, on_episode, on_update)
         for _ in range(episodes):

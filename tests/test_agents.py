@@ -146,6 +146,22 @@ def test_loo_advantages_on_a_hand_made_batch():
         loo_advantages(np.array([1.0]))
 
 
+def test_reward_to_go_scores_each_step_by_what_follows_against_the_other_copies():
+    env = SB3VectorEnv(gym.make_vec(DISCRETE, num_envs=3, vectorization_mode="vector_entry_point", **KWARGS))
+    agent = build_agent("reinforce", env, {"hidden_size": 8, "baseline": "loo", "reward_to_go": True,
+                                           "normalize_advantage": False}, seed=0)
+    rewards = np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0], [2.0, 0.0, 1.0]])  # [copies, steps]
+    to_go = np.array([[3.0, 2.0, 2.0], [3.0, 3.0, 0.0], [3.0, 1.0, 1.0]])
+    expected = to_go - (to_go.sum(0) - to_go) / 2  # each step against the mean of the other two copies there
+    advantages = agent._to_go_advantages(rewards.sum(1), rewards).numpy()
+    assert np.allclose(advantages, expected) and np.allclose(advantages[:, 0], 0.0)  # equal returns: no push
+    agent.learn(6)  # two rollouts train with per-step advantages
+    assert agent.episodes_done == 6
+    one = build_agent("reinforce", gym.make(DISCRETE, **KWARGS), {"reward_to_go": True}, seed=0)
+    with pytest.raises(ConfigError, match="reward_to_go needs baseline='loo' on a vector env"):
+        one.learn(1)
+
+
 def test_batched_reinforce_reaches_the_optimum_on_digits(tmp_path):
     """The default preset (16 copies, RLOO, 2x300 LSTM): the optimum, and a policy that keeps choosing it."""
     budget = {**KWARGS, "budget": 0.3}
@@ -266,10 +282,12 @@ def test_agents_plug_into_the_benchmark(tmp_path):
     from mpq_gym.bench.runner import BenchSpec, read_results, run_benchmark
     register_policy("reinforce_short", partial(agent_search, "reinforce", episodes=16))
     register_policy("ppo_rerank_short", partial(agent_search, "ppo", episodes=400, rerank=True))
-    spec = BenchSpec(DISCRETE, {"candidates": "W2A8,W4A8,W8A8"}, ["ppo", "reinforce_short", "ppo_rerank_short"], [0.2],
+    spec = BenchSpec(DISCRETE, {"candidates": "W2A8,W4A8,W8A8"},
+                     ["ppo", "maskable_ppo_dense", "reinforce_short", "ppo_rerank_short"], [0.2],
                      seeds=1, max_evaluations=5)
     rows = read_results(run_benchmark(spec, tmp_path, progress=False))
-    assert {r["policy"] for r in rows} == {"ppo", "reinforce_short", "ppo_rerank_short"}
+    assert {r["policy"] for r in rows} == {"ppo", "maskable_ppo_dense", "reinforce_short", "ppo_rerank_short"}
+    assert float({r["policy"]: r for r in rows}["maskable_ppo_dense"]["normalized_score"]) >= 1.0 - 1e-9
     assert all(r["within_budget"] == "True" and int(r["surrogate_evaluations"]) > 0 for r in rows)
     by_policy = {r["policy"]: r for r in rows}
     assert int(by_policy["ppo"]["exact_evaluations"]) == 1  # the harness's one evaluation of the answer

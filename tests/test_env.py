@@ -254,3 +254,28 @@ def test_budget_conditioned_env_draws_its_budget_per_episode_and_scores_against_
             gym.make("MixedPrecision-DigitsCNN-v0", candidates="W2A8,W4A8,W8A8", budget_range=bad)
     with pytest.raises(ConfigError, match="infeasible"):
         gym.make("MixedPrecision-DigitsCNN-v0", candidates="W2A8,W4A8,W8A8", budget_range=[0.05, 0.4])
+
+
+@pytest.mark.parametrize("enforcement", ["limit", "mask", "penalty"])
+def test_dense_reward_pays_the_sparse_return_step_by_step(enforcement):
+    kwargs = dict(candidates="W2A2,W2A4,W3A3,W4A2,W4A4,W8A8", budget=0.08, enforcement=enforcement)
+    sparse, dense = (_make(DIGITS, dense_reward=flag, **kwargs) for flag in (False, True))
+    env = dense.unwrapped
+    k = env.noise_slope(env.budget_table)
+    assert k > 0
+    noise = env.reward_surrogate.noise
+    start = env.potentials(np.zeros((1, env.n_groups), dtype=int), 0, [env.budget_table])[0]
+    rng = np.random.default_rng(0)
+    for episode in range(6):
+        (_, info), _ = sparse.reset(seed=episode), dense.reset(seed=episode)
+        done, returns, step = False, [0.0, 0.0], 0
+        while not done:
+            action = int(rng.choice(np.flatnonzero(info["action_mask"])))
+            _, r_sparse, done, _, info = sparse.step(action)
+            _, r_dense, _, _, _ = dense.step(action)
+            if not done:  # -k x the noise this choice adds over the group's least noisy candidate
+                assert r_sparse == 0 and r_dense == pytest.approx(-k * (noise[step, action] - noise[step].min()))
+            returns[0], returns[1], step = returns[0] + r_sparse, returns[1] + r_dense, step + 1
+        assert returns[1] == pytest.approx(returns[0] - start)  # potential-based: the same return, less a constant
+    with pytest.raises(ValueError, match="dense_reward must be true or false"):
+        _make(DIGITS, dense_reward="yes")

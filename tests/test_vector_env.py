@@ -13,12 +13,15 @@ DIGITS = "MixedPrecision-DigitsCNN-v0"
 KWARGS = {"candidates": "W2A8,W4A8,W8A8", "budget": 0.3}
 
 
-@pytest.mark.parametrize("enforcement, observation", [("limit", "haq"), ("mask", "knapsack"), ("penalty", "haq")])
-def test_vector_env_equals_single_envs_given_the_same_actions(enforcement, observation):
+@pytest.mark.parametrize("enforcement, observation, dense", [("limit", "haq", False), ("mask", "knapsack", False),
+                                                             ("penalty", "haq", False), ("limit", "haq", True),
+                                                             ("mask", "knapsack", True)])
+def test_vector_env_equals_single_envs_given_the_same_actions(enforcement, observation, dense):
     n = 5
-    vec = gym.make_vec(DIGITS, num_envs=n, enforcement=enforcement, observation=observation, **KWARGS)
+    kwargs = dict(KWARGS, enforcement=enforcement, observation=observation, dense_reward=dense)
+    vec = gym.make_vec(DIGITS, num_envs=n, **kwargs)
     assert isinstance(vec, MixedPrecisionVectorEnv)
-    singles = [gym.make(DIGITS, enforcement=enforcement, observation=observation, **KWARGS) for _ in range(n)]
+    singles = [gym.make(DIGITS, **kwargs) for _ in range(n)]
     obs, _ = vec.reset(seed=0)
     assert np.array_equal(obs, np.stack([e.reset(seed=0)[0] for e in singles]))
     rng = np.random.default_rng(0)
@@ -78,10 +81,11 @@ def test_ppo_on_vector_envs_reaches_the_optimum_on_digits(tmp_path):
     assert result.agent.n_envs == 8 and (result.run_dir / "monitor.csv").exists()
 
 
-@pytest.mark.parametrize("enforcement, shaping", [("limit", "delta"), ("mask", "delta"), ("limit", "normalized")])
-def test_budget_conditioned_vector_env_equals_single_envs_seeded_like_gymnasium(enforcement, shaping):
+@pytest.mark.parametrize("enforcement, shaping, dense", [("limit", "delta", False), ("mask", "delta", False),
+                                                         ("limit", "normalized", False), ("mask", "normalized", True)])
+def test_budget_conditioned_vector_env_equals_single_envs_seeded_like_gymnasium(enforcement, shaping, dense):
     n, kwargs = 4, dict(KWARGS, budget_range=[0.2, 0.45], enforcement=enforcement, observation="knapsack",
-                        reward_shaping=shaping)
+                        reward_shaping=shaping, dense_reward=dense)
     vec = gym.make_vec(DIGITS, num_envs=n, **kwargs)
     singles = [gym.make(DIGITS, **kwargs) for _ in range(n)]
     obs, _ = vec.reset(seed=7)
@@ -95,7 +99,7 @@ def test_budget_conditioned_vector_env_equals_single_envs_seeded_like_gymnasium(
             obs, rewards, *_, info = vec.step(actions)
             outs = [e.step(int(a)) for e, a in zip(singles, actions)]
             assert np.allclose(rewards, [o[1] for o in outs]) and obs in vec.observation_space
-        if shaping == "normalized":  # each copy's reward on its own budget's scale
+        if shaping == "normalized" and not dense:  # each copy's reward on its own budget's scale
             assert np.allclose(rewards, 0.1 * info["final_info"]["normalized_score"].astype(float))
         for key in ("budget_ratio", "normalized_score", "budget_used", "quality"):
             assert np.allclose(info["final_info"][key].astype(float), [o[4][key] for o in outs])

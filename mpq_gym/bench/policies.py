@@ -47,6 +47,8 @@ BUILTIN: dict[str, tuple[str, bool]] = {
     "ppo": ("mpq_gym.agents.agent_search:ppo_search", True),
     "maskable_ppo": ("mpq_gym.agents.agent_search:maskable_ppo_search", True),
     "recurrent_ppo": ("mpq_gym.agents.agent_search:recurrent_ppo_search", True),
+    "ppo_dense": ("mpq_gym.agents.agent_search:ppo_dense_search", True),
+    "maskable_ppo_dense": ("mpq_gym.agents.agent_search:maskable_ppo_dense_search", True),
     "ddpg": ("mpq_gym.agents.agent_search:ddpg_search", True),
     "ppo_rerank": ("mpq_gym.agents.agent_search:ppo_rerank_search", True),
     "maskable_ppo_rerank": ("mpq_gym.agents.agent_search:maskable_ppo_rerank_search", True),

@@ -30,7 +30,8 @@ BUDGET_GRID = 0.01
 
 def check_env_options(enforcement: str, reward_mode: str, reward_scale: float, reward_shaping: str,
                       penalty_coef: float, continuous: bool, render_mode: str | None = None,
-                      observation: str = "haq", budget_range: Sequence[float] | None = None) -> None:
+                      observation: str = "haq", budget_range: Sequence[float] | None = None,
+                      dense_reward: bool = False) -> None:
     """Raise :class:`ConfigError` naming the fix for the first bad episode option. (An unsupported
     ``render_mode`` only makes :meth:`render` return None, as gymnasium's own envs do: SB3's vector envs
     ask for "rgb_array".)"""
@@ -44,8 +45,9 @@ def check_env_options(enforcement: str, reward_mode: str, reward_scale: float, r
             raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if penalty_coef < 0:
         raise ConfigError(f"penalty_coef must be >= 0, got {penalty_coef!r}")
-    if not isinstance(continuous, bool):
-        raise ConfigError(f"continuous must be true or false, got {continuous!r}")
+    for name, value in (("continuous", continuous), ("dense_reward", dense_reward)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
     if budget_range is not None:
         budget_grid(budget_range)
 
@@ -116,7 +118,14 @@ class MixedPrecisionEnv(gym.Env):
     Δtop-1; ``reward_shaping`` "quality" or "relative" for others, or "normalized": ``reward_scale`` x the
     quality on the normalized score's scale under the episode's budget, 1 at the surrogate optimum and 0 at
     the mean random feasible configuration, so every workload and budget spans the same range), minus
-    ``penalty_coef`` x relative overshoot with ``enforcement="penalty"``. ``reward_mode``:
+    ``penalty_coef`` x relative overshoot with ``enforcement="penalty"``. With ``dense_reward=True`` the same
+    return comes step by step (potential-based shaping, Ng et al. 1999): the potential Φ of a partial
+    episode is -k x its predicted output noise (its choices so far, each later group at its least noisy
+    candidate), k the reward per unit of noise near the surrogate optimum (the shaped surrogate's secant
+    between the optimum's noise and twice it); every step is rewarded Φ(after) - Φ(before), i.e. -k x the
+    noise its choice adds, and the last step its sparse reward - Φ(before), so an episode's return is its
+    sparse reward - Φ(start), a constant of the budget: with gamma 1 the optimal policies are the same, and
+    each choice's cost is paid when it is made. ``reward_mode``:
 
     - "surrogate" (µs; additive phase-1 noise): near the front on EfficientNet-Lite0 (208 ground-truth
       configurations, 4 budgets) Kendall τ 0.88-0.94 against the exact output SQNR, 0.07-0.59 against the
@@ -145,7 +154,7 @@ class MixedPrecisionEnv(gym.Env):
 
     ## Arguments
     ``MixedPrecisionEnv(spec=None, *, enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef,
-    continuous, observation, budget_range, progress, problem, render_mode, **spec_fields)``: give a :class:`ProblemSpec` or its fields
+    continuous, observation, budget_range, dense_reward, progress, problem, render_mode, **spec_fields)``: give a :class:`ProblemSpec` or its fields
     (what ``gym.make`` passes); ``problem`` shares an already built :class:`Problem` between envs.
     """
 
@@ -154,14 +163,14 @@ class MixedPrecisionEnv(gym.Env):
     def __init__(self, spec: ProblemSpec | None = None, *, enforcement: str = "limit",
                  reward_mode: str = "surrogate", reward_scale: float = 0.1, reward_shaping: str = "delta",
                  penalty_coef: float = 10.0, continuous: bool = False, observation: str = "haq",
-                 budget_range: Sequence[float] | None = None, progress: bool = False, problem: Problem | None = None, render_mode: str | None = None,
-                 **spec_fields: Any) -> None:
+                 budget_range: Sequence[float] | None = None, dense_reward: bool = False, progress: bool = False,
+                 problem: Problem | None = None, render_mode: str | None = None, **spec_fields: Any) -> None:
         if spec is None:
             spec, _ = ProblemSpec.split_kwargs(spec_fields)
         elif spec_fields:
             raise ConfigError(f"give either a ProblemSpec or its fields, not both (got {sorted(spec_fields)})")
         check_env_options(enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef, continuous, render_mode,
-                          observation, budget_range)
+                          observation, budget_range, dense_reward)
         if budget_range is not None and spec.budget_absolute is not None:
             raise ConfigError("budget_range is in ratios of the reference cost: drop budget_absolute")
         #: the task this env poses (``self.spec`` is gymnasium's EnvSpec)
@@ -172,6 +181,11 @@ class MixedPrecisionEnv(gym.Env):
         self.enforcement, self.reward_mode = enforcement, reward_mode
         self.reward_scale, self.penalty_coef = reward_scale, penalty_coef
         self.continuous = continuous
+        self.dense_reward = dense_reward
+        #: each group's least noisy candidate: how a dense reward's potential completes a partial episode
+        self._quietest = np.argmax(problem.sensitivity.sqnr_db, axis=1) if dense_reward else None
+        self._potential = 0.0
+        self._noise_slopes: dict[float, float] = {}  # budget limit -> k
         self.render_mode = render_mode
         self.n_groups, self.n_candidates = len(problem.groups), len(problem.candidates)
 
@@ -305,6 +319,39 @@ class MixedPrecisionEnv(gym.Env):
             return quality / fp32 - 1.0 if fp32 else 0.0
         return self.reward_scale * (quality - fp32)
 
+    def noise_slope(self, table: BudgetTable) -> float:
+        """k of ``dense_reward``'s potential under ``table``'s budget: the reward lost per unit of predicted
+        output noise near the surrogate optimum (secant between the optimum's noise and twice it)."""
+        if table.limit not in self._noise_slopes:
+            surrogate = self.reward_surrogate
+            noise = float(surrogate.predicted_noise(np.array(score_scale(self.problem, table).optimum_choices))[0])
+            slope = 0.0
+            if noise > 0:
+                quality = surrogate.metric_fit(-10.0 * np.log10(np.array([noise, 2.0 * noise])))
+                shaped = np.asarray(self._shape(quality, table), dtype=np.float64)
+                slope = max(float(shaped[0] - shaped[1]) / noise, 0.0)
+            self._noise_slopes[table.limit] = slope
+        return self._noise_slopes[table.limit]
+
+    def potentials(self, choices: np.ndarray, step: int, tables: Sequence[BudgetTable]) -> np.ndarray:
+        """Φ of N partial episodes (``dense_reward``): -k x the predicted noise of ``choices`` [N, G] up to
+        ``step``, every later group at its least noisy candidate, k each budget's :meth:`noise_slope`."""
+        completed = np.array(choices, dtype=np.int64, copy=True)
+        completed[:, step:] = self._quietest[step:]
+        slopes = np.array([self.noise_slope(table) for table in tables])
+        return -slopes * self.reward_surrogate.predicted_noise(completed)
+
+    def _potential_now(self) -> float:
+        """Φ of this episode as it stands (0 without ``dense_reward``)."""
+        if not self.dense_reward:
+            return 0.0
+        return float(self.potentials(self._choices[None], self._step, [self.budget_table])[0])
+
+    def _dense(self) -> float:
+        """This step's dense reward (0 without ``dense_reward``): Φ(now) - Φ(before), Φ kept for the next."""
+        before, self._potential = self._potential, self._potential_now()
+        return self._potential - before
+
     def _cost_metrics(self, choices: np.ndarray) -> dict[str, float]:
         """Every cost metric of a complete configuration and its ratio to the reference (from tables)."""
         rows = np.arange(self.n_groups)
@@ -324,6 +371,7 @@ class MixedPrecisionEnv(gym.Env):
         self._step = 0
         self._choices = np.zeros(self.n_groups, dtype=np.int64)
         self._spent = self.budget_table.fixed
+        self._potential = self._potential_now()
         return self._observation(), {"group": self.problem.groups[0].name, "action_mask": self.action_masks()}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -337,7 +385,7 @@ class MixedPrecisionEnv(gym.Env):
         self._spent += self.budget_table.table[self._step, index]
         self._step += 1
         if self._step < self.n_groups:
-            return self._observation(), 0.0, False, False, {
+            return self._observation(), self._dense(), False, False, {
                 "group": self.problem.groups[self._step].name, "action_mask": self.action_masks()}
         return self._finish()
 
@@ -349,6 +397,8 @@ class MixedPrecisionEnv(gym.Env):
         reward = self._shape(quality)
         if self.enforcement == "penalty":
             reward -= self.penalty_coef * max(0.0, info["budget_used"] - 1.0)
+        if self.dense_reward:
+            reward -= self._potential
         self._spent = info["costs"][self.budget_table.metric]
         return self._observation(), float(reward), True, False, info
 

@@ -55,6 +55,7 @@ class MixedPrecisionVectorEnv(VectorEnv):
         self._step = 0
         self._choices = np.zeros((num_envs, t.n_groups), dtype=np.int64)
         self._spent = np.full(num_envs, self.budget_table.fixed)
+        self._potential = np.zeros(num_envs)  # dense_reward's Φ of each copy's episode as it stands
         self._needs_reset = True
 
     # ------------------------------------------------------------------ helpers
@@ -101,7 +102,14 @@ class MixedPrecisionVectorEnv(VectorEnv):
         self._step = 0
         self._choices[:] = 0
         self._spent[:] = self.budget_table.fixed
+        self._potential = self._potentials_now()
         self._needs_reset = False
+
+    def _potentials_now(self) -> np.ndarray:
+        """Φ of every copy's episode as it stands (zeros without ``dense_reward``)."""
+        if not self.template.dense_reward:
+            return np.zeros(self.num_envs)
+        return self.template.potentials(self._choices, self._step, self._tables)
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         t = self.template
@@ -119,8 +127,9 @@ class MixedPrecisionVectorEnv(VectorEnv):
         self._step += 1
         n = self.num_envs
         if self._step < t.n_groups:
-            return (self._observations(), np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
-                    {"action_mask": self.action_masks()})
+            before, self._potential = self._potential, self._potentials_now()
+            return (self._observations(), self._potential - before, np.zeros(n, dtype=bool),
+                    np.zeros(n, dtype=bool), {"action_mask": self.action_masks()})
         final_obs, rewards, final_info = self._finish()
         self._start()
         info = {"action_mask": self.action_masks(), "final_obs": final_obs, "final_info": final_info,
@@ -138,6 +147,7 @@ class MixedPrecisionVectorEnv(VectorEnv):
         rewards = np.array([t._shape(q, tab) for q, tab in zip(quality, self._tables)], dtype=np.float64)
         if t.enforcement == "penalty":
             rewards = rewards - t.penalty_coef * np.maximum(0.0, np.array([i["budget_used"] for i in infos]) - 1.0)
+        rewards = rewards - self._potential  # zeros without dense_reward
         self._spent = np.array([i["costs"][table.metric] for i in infos])
         final_info = {key: np.array([i[key] for i in infos], dtype=object) for key in infos[0]}
         for key in ("quality", "normalized_score", "surrogate_quality", "budget_used", "budget_ratio"):
