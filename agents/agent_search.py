@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import tempfile
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
-from mpq_gym.agents.recording import read_episodes
-from mpq_gym.agents.training import env_on_problem, load_hyperparams, train
+from mpq_gym.agents.training import load_hyperparams, train_on_problem
 from mpq_gym.search import SearchContext
 
 #: training episodes when none are given: 3,000 for the agents that train on batched copies (the PPOs, batched
@@ -42,10 +40,9 @@ def agent_search(algo: str, ctx: SearchContext, seed: int = 0, episodes: int | N
     hp = hyperparams if hyperparams is not None else load_hyperparams(algo)
     if env_kwargs:
         hp = {**hp, "env_kwargs": {**hp.get("env_kwargs", {}), **env_kwargs}}
-    env = env_on_problem(algo, ctx.problem, ctx.budget, hp)
     with tempfile.TemporaryDirectory() as run_dir:
-        result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False, minutes=minutes)
-        visited = _visited(Path(run_dir) / "episodes.csv") if rerank else None
+        result, rows = train_on_problem(algo, ctx.problem, ctx.budget, hp, episodes, seed, run_dir, minutes)
+        visited = _visited(rows) if rerank else None
     if result.best is None:
         raise RuntimeError(f"{algo} finished {episodes} episodes without one configuration within the budget")
     if visited is not None:
@@ -53,10 +50,10 @@ def agent_search(algo: str, ctx: SearchContext, seed: int = 0, episodes: int | N
     return np.asarray(result.best["choices"], dtype=np.int64)
 
 
-def _visited(episodes_csv: Path) -> np.ndarray:
-    """[N, G] the configurations within budget of a run's episodes."""
-    rows = [r["choices"] for r in read_episodes(episodes_csv) if r["within_budget"]]
-    return np.array([[int(c) for c in row.split()] for row in rows], dtype=np.int64)
+def _visited(rows: list[dict]) -> np.ndarray:
+    """[N, G] the configurations within budget among a run's episode rows."""
+    chosen = [r["choices"] for r in rows if r["within_budget"]]
+    return np.array([[int(c) for c in row.split()] for row in chosen], dtype=np.int64)
 
 
 reinforce_search = partial(agent_search, "reinforce")

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import inspect
 import json
+import math
 import os
 import secrets
 import time
@@ -41,7 +42,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 import mpq_gym  # noqa: F401  (registers the env ids)
 from mpq_gym.agents.haq_ddpg import HaqDDPG
-from mpq_gym.agents.recording import EpisodeCallback, EpisodeLog
+from mpq_gym.agents.recording import EpisodeCallback, EpisodeLog, read_episodes
 from mpq_gym.agents.reinforce import ReinforceConfig, ReinforceLSTM
 from mpq_gym.agents.vec_env import SB3VectorEnv
 from mpq_gym.budget import Budget
@@ -131,6 +132,9 @@ def _check_sb3_hyperparams(algo: str, hp: dict[str, Any]) -> None:
 def build_agent(algo: str, env: gym.Env | VecEnv, hyperparams: dict[str, Any], seed: int) -> BaseAlgorithm | ReinforceLSTM:
     """A fresh agent for ``env`` (a vector env for ``n_envs`` > 1) from resolved hyperparameters."""
     _check_algo(algo)
+    if "restarts" in hyperparams:
+        raise ConfigError("restarts (several independent runs, the best kept) belongs to a search, not to one "
+                          "agent: use it with the bench policies or benchmarks.agents_table, or drop it")
     hp = {k: v for k, v in hyperparams.items() if k not in ("env_kwargs", "n_envs")}
     steps = steps_per_episode(env)
     if algo == "reinforce":  # a VecEnv for n_envs > 1: batched rollouts, one update per rollout
@@ -168,6 +172,36 @@ def env_on_problem(algo: str, problem: Problem, budget: Budget, hyperparams: dic
                   continuous=algo == "ddpg", **hyperparams.get("env_kwargs", {}))
     n_envs = _n_envs(algo, hyperparams)
     return MixedPrecisionEnv(**kwargs) if n_envs == 1 else SB3VectorEnv(MixedPrecisionVectorEnv(n_envs, **kwargs))
+
+
+def train_on_problem(algo: str, problem: Problem, budget: Budget, hyperparams: dict[str, Any], episodes: int | None,
+                     seed: int, run_dir: str | Path, minutes: float | None = None) -> tuple[TrainResult, list[dict]]:
+    """Train ``algo`` on a shared problem (no checkpoints); with the preset's ``restarts: K``, K independent runs
+    (seeds ``seed * 1000 + i``), each on 1/K of the episodes and of the minutes, in sub-folders of ``run_dir``.
+    Returns the run with the best configuration and every run's episode rows in order, with ``episode``,
+    ``wall_s`` and ``best_normalized`` continued across the restarts (one curve, as if one agent had run)."""
+    restarts = hyperparams.get("restarts", 1)
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise ConfigError(f"restarts must be a whole number >= 1, got {restarts!r}")
+    hp = {k: v for k, v in hyperparams.items() if k != "restarts"}
+    each_episodes = None if episodes is None else max(1, episodes // restarts)
+    each_minutes = None if minutes is None else minutes / restarts
+    best, rows, episode_base, wall_base, best_score = None, [], 0, 0.0, float("-inf")
+    for i in range(restarts):
+        sub = Path(run_dir) if restarts == 1 else Path(run_dir) / f"restart_{i}"
+        result = train(algo, env_on_problem(algo, problem, budget, hp), each_episodes, seed * 1000 + i if restarts > 1
+                       else seed, hp, sub, checkpoint_every=0, progress=False, minutes=each_minutes)
+        for row in read_episodes(sub / "episodes.csv"):
+            score = float(row["best_normalized"])  # NaN until the run's first configuration within budget
+            best_score = best_score if math.isnan(score) else max(best_score, score)
+            rows.append(dict(row, episode=episode_base + row["episode"], wall_s=wall_base + float(row["wall_s"]),
+                             best_normalized=best_score if best_score > float("-inf") else math.nan))
+        episode_base, wall_base = episode_base + result.episodes, wall_base + result.wall_s
+        if result.best is not None and (best is None or result.best["normalized_score"] > best.best["normalized_score"]):
+            best = result
+    total = TrainResult(best.run_dir, best.agent, episode_base, best.best, wall_base) if best is not None else \
+        TrainResult(Path(run_dir), None, episode_base, None, wall_base)
+    return total, rows
 
 
 def _n_envs(algo: str, hyperparams: dict[str, Any]) -> int:

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpq_gym.agents.recording import read_episodes
-from mpq_gym.agents.training import env_on_problem, load_hyperparams, train
+from mpq_gym.agents.training import load_hyperparams, train_on_problem
 from mpq_gym.bench.aggregate import iqm_interval
 from mpq_gym.budget import Budget
 from mpq_gym.cli.common import parse_env_kwargs
@@ -48,10 +47,8 @@ def run_one(algo: str, seed: int, problem, budget: Budget, minutes: float, episo
             overrides: dict | None = None, tag: str = "") -> dict:
     """Train one agent; its curve (episode, wall s, best normalized) and final numbers."""
     hp = preset(algo, overrides)
-    env = env_on_problem(algo, problem, budget, hp)
     with tempfile.TemporaryDirectory() as run_dir:
-        result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False, minutes=minutes)
-        rows = read_episodes(Path(run_dir) / "episodes.csv")
+        result, rows = train_on_problem(algo, problem, budget, hp, episodes, seed, run_dir, minutes)
     curve = [(int(r["episode"]), float(r["wall_s"]), float(r["best_normalized"])) for r in rows]
     reached = next((c for c in curve if c[2] >= TARGET), None)
     return {"algo": algo + tag, "seed": seed, "overrides": overrides or {}, "episodes": result.episodes, "wall_s": result.wall_s,

@@ -320,3 +320,25 @@ def test_mlflow_tracking_logs_a_run_that_reads_back(tmp_path):
     assert run.info.status == "FINISHED" and run.info.run_name == result.run_dir.name
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"best_config.json", "episodes.csv"} <= artifacts
+
+
+
+def test_restarts_train_independent_runs_and_keep_the_best(tmp_path):
+    from mpq_gym.agents.recording import read_episodes
+    from mpq_gym.agents.training import train_on_problem
+    from mpq_gym.budget import Budget
+    from mpq_gym.envs.env import problem_from_env
+    problem = problem_from_env(DISCRETE, {"candidates": "W2A8,W4A8,W8A8"})
+    hp = {**load_hyperparams("ppo"), "rollout_episodes": 2, "restarts": 2}
+    result, rows = train_on_problem("ppo", problem, Budget(ratio=0.2), hp, 64, 3, tmp_path)
+    runs = [read_episodes(tmp_path / f"restart_{i}" / "episodes.csv") for i in range(2)]
+    assert [len(r) for r in runs] == [32, 32] and result.episodes == 64
+    assert [r["choices"] for r in runs[0]] != [r["choices"] for r in runs[1]]  # seeds 3000 and 3001
+    assert [r["episode"] for r in rows] == list(range(1, 65))  # one curve across the restarts
+    assert all(b["wall_s"] >= a["wall_s"] for a, b in zip(rows, rows[1:]))
+    best = max(float(r["best_normalized"]) for run in runs for r in run)
+    assert result.best["normalized_score"] == best == rows[-1]["best_normalized"]
+    with pytest.raises(ConfigError, match="belongs to a search"):
+        build_agent("ppo", gym.make(DISCRETE, **KWARGS), {"restarts": 2}, seed=0)
+    with pytest.raises(ConfigError, match="restarts must be a whole number"):
+        train_on_problem("ppo", problem, Budget(ratio=0.2), {**hp, "restarts": 0}, 8, 0, tmp_path / "x")
