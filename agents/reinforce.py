@@ -75,14 +75,15 @@ BASELINES = ("moving", "loo")
 
 
 def loo_advantages(returns: np.ndarray, normalize: bool = True) -> np.ndarray:
-    """Leave-one-out advantages (RLOO): each return minus the mean of the *other* returns of the batch,
-    divided by the batch's return std (population) when ``normalize``."""
+    """Leave-one-out advantages (RLOO): each return minus the mean of the *other* returns of the batch (the
+    episodes are axis 0: [episodes] or [episodes, steps]), divided by the batch's return std (population)
+    when ``normalize``."""
     returns = np.asarray(returns, dtype=np.float64)
-    n = returns.size
+    n = len(returns)
     if n < 2:
         raise ConfigError("baseline='loo' needs at least 2 episodes per update: train on n_envs >= 2 copies "
                           "(or episodes_per_update >= 2 on one env), or use baseline='moving'")
-    advantages = returns - (returns.sum() - returns) / (n - 1)
+    advantages = returns - (returns.sum(0) - returns) / (n - 1)
     return advantages / (returns.std() + 1e-8) if normalize else advantages
 
 
@@ -278,8 +279,7 @@ class ReinforceLSTM:
         """``reward_to_go``: [copies, steps] advantages, each step's return-to-go against the mean of the other
         copies' at that step (divided by the episode returns' std when ``normalize_advantage``)."""
         to_go = np.flip(np.cumsum(np.flip(rewards, 1), 1), 1)
-        n = len(to_go)
-        advantages = to_go - (to_go.sum(0, keepdims=True) - to_go) / (n - 1)
+        advantages = loo_advantages(to_go, normalize=False)
         if self.config.normalize_advantage:
             advantages = advantages / (returns.std() + 1e-8)
         return torch.as_tensor(advantages, dtype=torch.float32)

@@ -28,9 +28,8 @@ def time_forward(model: torch.nn.Module, batches: Sequence[torch.Tensor],
     """Seconds for one forward pass of ``model`` (already on ``device``) over ``batches`` (moved there, and the
     outputs brought back to the CPU, as the quantized side does)."""
     start = time.perf_counter()
-    with torch.inference_mode():
-        for x in batches:
-            model(x.to(device)).cpu()
+    for x in batches:
+        model(x.to(device)).cpu()
     return time.perf_counter() - start
 
 
