@@ -52,19 +52,22 @@ class ReinforceConfig:
     #: are not its doing), against the leave-one-out mean of the other copies at the same step. Only dense
     #: rewards (the env's ``dense_reward``) make it differ from the episode return.
     reward_to_go: bool = False
+    #: "lstm" (the literature's policy: a recurrent net over the groups) or "mlp" (two tanh layers of
+    #: ``hidden_size`` on each step's observation alone, as SB3's PPO sees it; ``num_layers`` unused)
+    policy: str = "lstm"
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value, default = getattr(self, f.name), f.default
             if isinstance(default, str):
-                ok = value in BASELINES
+                ok = value in _CHOICES[f.name]
             elif isinstance(default, bool):
                 ok = isinstance(value, (bool, np.bool_))
             else:
                 kind = numbers.Integral if isinstance(default, int) else numbers.Real
                 ok = isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
             if not ok:
-                allowed = (f"one of {BASELINES}" if isinstance(default, str) else
+                allowed = (f"one of {_CHOICES.get(f.name)}" if isinstance(default, str) else
                            "true or false" if isinstance(default, bool) else
                            "a whole number" if isinstance(default, int) else "a number (YAML: 1.0e-3, not 1e-3)")
                 raise ConfigError(f"REINFORCE hyperparameter {f.name}={value!r} must be {allowed}")
@@ -72,6 +75,8 @@ class ReinforceConfig:
 
 #: the baselines of :class:`ReinforceConfig`
 BASELINES = ("moving", "loo")
+#: the allowed values of :class:`ReinforceConfig`'s string fields
+_CHOICES = {"baseline": BASELINES, "policy": ("lstm", "mlp")}
 
 
 def loo_advantages(returns: np.ndarray, normalize: bool = True) -> np.ndarray:
@@ -102,6 +107,29 @@ class LSTMPolicyNet(nn.Module):
         return self.head(out), state
 
 
+class MLPPolicyNet(nn.Module):
+    """Each step's observation alone -> candidate logits (``policy="mlp"``); the recurrent state passes
+    through unchanged, so the agent's code is the same for both nets."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden_size: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(obs_dim, hidden_size), nn.Tanh(),
+                                  nn.Linear(hidden_size, hidden_size), nn.Tanh())
+        self.head = nn.Linear(hidden_size, n_actions)
+
+    def forward(self, obs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """``obs`` [batch, time, obs_dim] -> logits [batch, time, n_actions], ``state`` as given."""
+        return self.head(self.body(obs)), state
+
+
+def policy_net(config: "ReinforceConfig", obs_dim: int, n_actions: int) -> nn.Module:
+    """The policy network ``config.policy`` names."""
+    if config.policy == "mlp":
+        return MLPPolicyNet(obs_dim, n_actions, config.hidden_size)
+    return LSTMPolicyNet(obs_dim, n_actions, config.hidden_size, config.num_layers)
+
+
 def _masked(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return logits if mask is None else logits.masked_fill(~mask, -1e9)
 
@@ -125,7 +153,7 @@ class ReinforceLSTM:
         torch.manual_seed(seed)
         self.obs_dim = int(np.prod(env.observation_space.shape))
         self.n_actions = int(env.action_space.n)
-        self.net = LSTMPolicyNet(self.obs_dim, self.n_actions, config.hidden_size, config.num_layers)
+        self.net = policy_net(config, self.obs_dim, self.n_actions)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate)
         self.generator = torch.Generator().manual_seed(seed)
         self.baseline: float | None = None

@@ -209,6 +209,25 @@ def test_batched_reinforce_stops_mid_rollout_when_told(tmp_path):
     assert all(len(choices) == 4 for _, choices in seen)
 
 
+def test_reinforce_mlp_policy_is_memoryless_and_reloads(tmp_path):
+    """policy="mlp": each step's logits depend on that step's observation alone; save/load keeps them."""
+    hp = _batched_hp(tmp_path, policy="mlp", hidden_size=16)
+    result = train_run("reinforce", DISCRETE, 8, 0, KWARGS, hp, tmp_path / "runs", progress=False)
+    agent = result.agent
+    assert type(agent.net).__name__ == "MLPPolicyNet"
+    obs = torch.randn(3, 4, agent.obs_dim)
+    logits, _ = agent.net(obs)
+    alone, _ = agent.net(obs[:, 2:3])
+    assert torch.allclose(logits[:, 2:3], alone)  # an LSTM's step 2 would depend on steps 0 and 1
+    env = gym.make(DISCRETE, **KWARGS)
+    loaded = load_agent("reinforce", model_path(result.run_dir, "reinforce"), env)
+    assert type(loaded.net).__name__ == "MLPPolicyNet" and loaded.config.policy == "mlp"
+    assert torch.allclose(loaded.net(obs)[0], logits)
+    assert rollout(loaded, env)["within_budget"]
+    with pytest.raises(ConfigError, match=r"policy='gru' must be one of \('lstm', 'mlp'\)"):
+        build_agent("reinforce", env, {"policy": "gru"}, seed=0)
+
+
 def test_reinforce_hyperparameters_and_old_checkpoints(tmp_path):
     env = gym.make(DISCRETE, **KWARGS)
     with pytest.raises(ConfigError, match="baseline"):

@@ -113,7 +113,9 @@ def test_a_budget_conditioned_ppo_serves_a_budget_it_never_trained_on(tmp_path):
     from mpq_gym.envs.env import problem_from_env
     problem = problem_from_env(DIGITS, {"candidates": "W2A8,W4A8,W8A8"})
     hp = {"rollout_episodes": 4, "batch_size": 32, "learning_rate": 0.001}
-    run = run_seed("ppo", 0, problem, [0.205, 0.445], [0.3, 0.405], None, 400, hp)
+    run = run_seed("ppo", 0, problem, [0.205, 0.445], [0.3, 0.405], None, 400, hp, samples=8)
     assert run["episodes"] == 400
     assert run["scores"]["0.3"]["normalized"] >= 0.97  # 0.3 is between the grid points 0.295 and 0.305
     assert all(s["budget_used"] <= 1 + 1e-9 for s in run["scores"].values())
+    sampled = [s["sampled"] for s in run["scores"].values()]  # the best of 8 sampled episodes, no learning
+    assert all(s["samples"] == 8 and s["budget_used"] <= 1 + 1e-9 and s["normalized"] <= 1 + 1e-9 for s in sampled)
