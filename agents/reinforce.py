@@ -67,7 +67,7 @@ class ReinforceConfig:
                 kind = numbers.Integral if isinstance(default, int) else numbers.Real
                 ok = isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
             if not ok:
-                allowed = (f"one of {_CHOICES.get(f.name)}" if isinstance(default, str) else
+                allowed = (f"one of {_CHOICES[f.name]}" if isinstance(default, str) else
                            "true or false" if isinstance(default, bool) else
                            "a whole number" if isinstance(default, int) else "a number (YAML: 1.0e-3, not 1e-3)")
                 raise ConfigError(f"REINFORCE hyperparameter {f.name}={value!r} must be {allowed}")
@@ -123,7 +123,7 @@ class MLPPolicyNet(nn.Module):
         return self.head(self.body(obs)), state
 
 
-def policy_net(config: "ReinforceConfig", obs_dim: int, n_actions: int) -> nn.Module:
+def policy_net(config: ReinforceConfig, obs_dim: int, n_actions: int) -> nn.Module:
     """The policy network ``config.policy`` names."""
     if config.policy == "mlp":
         return MLPPolicyNet(obs_dim, n_actions, config.hidden_size)

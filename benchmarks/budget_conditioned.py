@@ -28,6 +28,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3.common.type_aliases import PolicyPredictor
 
 from benchmarks.agents_table import preset
@@ -40,16 +41,19 @@ from mpq_gym.envs.env import budget_grid, problem_from_env
 from mpq_gym.markdown import markdown_table
 
 
+def episode_score(info: dict) -> dict:
+    """What a results file keeps of one evaluation episode's final ``info``."""
+    return {"normalized": info["normalized_score"], "surrogate_quality": info["surrogate_quality"],
+            "budget_used": info["budget_used"], "choices": info["choices"]}
+
+
 def best_of_samples(agent: PolicyPredictor, env: gym.Env, budget: float, samples: int, seed: int) -> dict:
     """The best of ``samples`` stochastic episodes of a frozen ``agent`` at ``budget`` (torch seeded: the
     same seed, the same samples)."""
-    import torch
     torch.manual_seed(seed)
     infos = [rollout(agent, env, deterministic=False, seed=seed + i, options={"budget": budget})
              for i in range(samples)]
-    best = max(infos, key=lambda info: info["normalized_score"])
-    return {"normalized": best["normalized_score"], "surrogate_quality": best["surrogate_quality"],
-            "budget_used": best["budget_used"], "choices": best["choices"], "samples": samples}
+    return {**episode_score(max(infos, key=lambda info: info["normalized_score"])), "samples": samples}
 
 
 def run_seed(algo: str, seed: int, problem, train_range: list[float], eval_budgets: list[float],
@@ -64,8 +68,7 @@ def run_seed(algo: str, seed: int, problem, train_range: list[float], eval_budge
     scores = {}
     for r in eval_budgets:
         info = rollout(result.agent, single, deterministic=True, seed=seed, options={"budget": r})
-        scores[f"{r:g}"] = {"normalized": info["normalized_score"], "surrogate_quality": info["surrogate_quality"],
-                            "budget_used": info["budget_used"], "choices": info["choices"]}
+        scores[f"{r:g}"] = episode_score(info)
         if samples:
             scores[f"{r:g}"]["sampled"] = best_of_samples(result.agent, single, r, samples, seed)
     return {"algo": algo, "seed": seed, "episodes": result.episodes, "wall_s": result.wall_s, "scores": scores}
@@ -109,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.minutes is None and args.episodes is None:
         ap.error("give --minutes or --episodes")
-    import torch
     torch.set_num_threads(args.threads)
     start = time.time()
     out = Path(args.out)
