@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.minutes is None and args.episodes is None:
         ap.error("give --minutes or --episodes")
+    if args.samples < 0:
+        ap.error(f"--samples must be 0 (none) or a positive number of episodes, not {args.samples}")
     torch.set_num_threads(args.threads)
     start = time.time()
     out = Path(args.out)
