@@ -8,6 +8,10 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.noise import ActionNoise
 
 
+#: below this σ the exploration noise is no noise: the actor's action is taken as it is
+MIN_SIGMA = 1e-6
+
+
 class HaqDDPG(DDPG):
     """SB3 DDPG plus HAQ's settings (``sigma``, ``sigma_decay``, ``critic_learning_rate``).
 
@@ -44,6 +48,8 @@ class HaqDDPG(DDPG):
         mean, _ = self.predict(self._last_obs, deterministic=True)
         mean = self.policy.scale_action(mean)
         sigma = self.current_sigma()
+        if sigma < MIN_SIGMA:  # decayed away (0.95 ** 15,000 underflows to 0): the actor's action itself
+            return self.policy.unscale_action(mean), mean.astype(np.float32)
         a, b = (-1.0 - mean) / sigma, (1.0 - mean) / sigma
         scaled = truncnorm.rvs(a, b, loc=mean, scale=sigma, size=mean.shape,
                               random_state=self.noise_rng).astype(np.float32)

@@ -51,12 +51,18 @@ def sample_hyperparams(trial: Any, algo: str) -> dict[str, Any]:
                 "entropy_coef": trial.suggest_float("entropy_coef", 1e-4, 1e-1, log=True),
                 "n_envs": trial.suggest_categorical("n_envs", [8, 16, 32, 64])}
     if algo == "ddpg":
+        # slower σ decays (HAQ's 0.99 leaves σ < 0.01 after 400 episodes, a fifth of a 10-minute run), fewer
+        # gradient steps per episode (more episodes per minute) and the network's width
+        width = trial.suggest_categorical("width", [64, 128, 300])
         return {"learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True),
                 "critic_learning_rate": trial.suggest_float("critic_learning_rate", 1e-4, 1e-2, log=True),
                 "tau": trial.suggest_categorical("tau", [0.005, 0.01, 0.05]),
                 "sigma": trial.suggest_float("sigma", 0.1, 1.0),
-                "sigma_decay": trial.suggest_categorical("sigma_decay", [0.95, 0.99, 0.995]),
-                "warmup_episodes": trial.suggest_categorical("warmup_episodes", [5, 20, 50])}
+                "sigma_decay": trial.suggest_categorical("sigma_decay", [0.95, 0.99, 0.995, 0.998, 0.999]),
+                "warmup_episodes": trial.suggest_categorical("warmup_episodes", [5, 20, 50]),
+                "batch_size": trial.suggest_categorical("batch_size", [64, 128, 256]),
+                "gradient_steps": trial.suggest_categorical("gradient_steps", [-1, 16, 4]),
+                "policy_kwargs": {"net_arch": {"pi": [width, width], "qf": [width, width]}}}
     raise ConfigError(f"unknown algo {algo!r}; choose one of {ALGOS}")
 
 
@@ -82,9 +88,10 @@ class _TrialReporter:
 
 
 def objective(algo: str, problem: Problem, budget: Budget, episodes: int | None, minutes: float | None,
-              seed: int = 0, report_every: int = 50) -> Callable[[Any], float]:
-    """The Optuna objective: train one sampled preset, return its (time-charged) normalized score."""
-    base = load_hyperparams(algo)
+              seed: int = 0, report_every: int = 50, base: Mapping[str, Any] | None = None) -> Callable[[Any], float]:
+    """The Optuna objective: train one sampled preset (over ``base``, default the algorithm's preset), return
+    its (time-charged) normalized score."""
+    base = dict(load_hyperparams(algo) if base is None else base)
 
     def run(trial: Any) -> float:
         hp = {**base, **sample_hyperparams(trial, algo)}
@@ -105,8 +112,10 @@ def objective(algo: str, problem: Problem, budget: Budget, episodes: int | None,
 
 
 def tune(algo: str, problem: Problem, budget: Budget, trials: int, storage: Path, study_name: str,
-         episodes: int | None = 2000, minutes: float | None = None, seed: int = 0) -> Any:
-    """Run (or resume) the study; returns it."""
+         episodes: int | None = 2000, minutes: float | None = None, seed: int = 0,
+         base: Mapping[str, Any] | None = None) -> Any:
+    """Run (or resume) the study, each trial's preset sampled over ``base`` (default the algorithm's preset);
+    returns it."""
     import optuna
     storage.parent.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(study_name=study_name, storage=f"sqlite:///{storage}", direction="maximize",
@@ -114,15 +123,17 @@ def tune(algo: str, problem: Problem, budget: Budget, trials: int, storage: Path
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=200))
     remaining = trials - len([t for t in study.trials if t.state.is_finished()])
     if remaining > 0:
-        study.optimize(objective(algo, problem, budget, episodes, minutes, seed), n_trials=remaining)
+        study.optimize(objective(algo, problem, budget, episodes, minutes, seed, base=base), n_trials=remaining)
     return study
 
 
-def write_preset(study: Any, algo: str, env_id: str, path: Path, command: str) -> dict[str, Any]:
-    """The best trial's preset as ``agents/hyperparams`` YAML (``default`` section), with the study's command."""
+def write_preset(study: Any, algo: str, env_id: str, path: Path, command: str,
+                 base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The best trial's preset (over ``base``, default the algorithm's preset) as ``agents/hyperparams`` YAML
+    (``default`` section), with the study's command."""
     import optuna
     best = study.best_trial
-    hp = {**load_hyperparams(algo), **sample_hyperparams(optuna.trial.FixedTrial(best.params), algo)}
+    hp = {**(load_hyperparams(algo) if base is None else base), **sample_hyperparams(optuna.trial.FixedTrial(best.params), algo)}
     header = (f"# {algo} preset found by Optuna on {env_id}: normalized {best.user_attrs.get('normalized')}, "
               f"objective {best.value:.4f}, trial {best.number} of {len(study.trials)}\n# {command}\n")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from scipy.sparse import csr_matrix, eye, hstack, kron
 
 from mpq_gym.errors import ConfigError
 
-ENFORCEMENT_MODES = ("limit", "penalty", "mask")
+ENFORCEMENT_MODES = ("limit", "penalty", "mask", "project")
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,25 @@ class BudgetTable:
         """Whether a complete configuration is within the limit."""
         return self.total(choices) <= self.ceiling
 
+    def lagrange_price(self, values: np.ndarray, iterations: int = 100) -> tuple[float, np.ndarray]:
+        """The knapsack's price of cost in units of ``values`` [group, candidate] (lower is better), and the
+        choices it prices in: the smallest μ >= 0 at which every group's argmin of values + μ x cost fits
+        the limit (the dual price of the LP relaxation, by bisection), with those choices [group]."""
+        rows = np.arange(len(self.table))
+
+        def choices(mu: float) -> np.ndarray:
+            return np.argmin(values + mu * self.table, axis=1)
+
+        if self.total(choices(0.0)) <= self.ceiling:
+            return 0.0, choices(0.0)
+        gaps = np.diff(np.sort(self.table, axis=1), axis=1)
+        gap = float(gaps[gaps > 0].min()) if (gaps > 0).any() else 1.0
+        lo, hi = 0.0, 2.0 * float(np.ptp(values)) / gap + 1e-300  # at hi any saving beats any value: the cheapest
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if self.table[rows, choices(mid)].sum() + self.fixed <= self.ceiling else (mid, hi)
+        return hi, choices(hi)
+
     def random_feasible(self, rng: np.random.Generator) -> np.ndarray:
         """A random configuration within the limit: groups visited in random order, each taking a uniformly
         random candidate among those that still leave a feasible completion."""
@@ -112,6 +131,20 @@ class BudgetTable:
         ``ceiling``, default this table's, may be [N, 1] columns of N episodes with their own limits)."""
         return spent + self.table[step] + self.cheapest_after[step] + self.fixed <= (
             self.ceiling if ceiling is None else ceiling)
+
+    def project(self, step: int, index: np.ndarray, spent: np.ndarray, ceiling: float | np.ndarray | None = None
+                ) -> np.ndarray:
+        """A per-step wall: each of N episodes' candidate ``index`` [N] at ``step`` if a completion within the
+        limit remains (:meth:`feasible_actions`; ``spent`` [N] excludes the fixed cost, ``ceiling`` scalar or
+        [N]), else its most expensive candidate that does and costs no more (first on ties; the cheapest
+        always does while the episode so far fits)."""
+        index = np.asarray(index, dtype=np.int64)
+        ceiling = self.ceiling if ceiling is None else np.reshape(ceiling, (-1, 1))
+        feasible = self.feasible_actions(step, np.reshape(spent, (-1, 1)), ceiling)  # [N, C]
+        row = self.table[step]
+        allowed = feasible & (row[None, :] <= row[index][:, None])
+        fallback = np.argmax(np.where(allowed, row[None, :], -np.inf), axis=1)
+        return np.where(feasible[np.arange(len(index)), index], index, fallback)
 
     def enforce_limit(self, choices: np.ndarray) -> np.ndarray:
         """HAQ's action wall: sweep from the last group back, moving each to its next cheaper candidate,

@@ -291,6 +291,9 @@ def test_haq_ddpg_settings(tmp_path):
     assert model.current_sigma() == pytest.approx(0.5 * 0.99 ** (model._episode_num - model.warmup_episodes))
     actions = np.concatenate([model._sample_action(0)[1] for _ in range(200)])
     assert actions.min() >= -1 and actions.max() <= 1 and actions.std() > 0.05
+    model.sigma = 0.0  # σ decayed to 0 (0.95 ** 15,000 underflows), the actor at a bound: its action, no 0/0
+    model.predict = lambda obs, deterministic=True: (np.ones((1, 1), dtype=np.float32), None)
+    assert np.array_equal(model._sample_action(0)[1], np.ones((1, 1), dtype=np.float32))
 
 
 def test_agents_plug_into_the_benchmark(tmp_path):

@@ -256,6 +256,64 @@ def test_budget_conditioned_env_draws_its_budget_per_episode_and_scores_against_
         gym.make("MixedPrecision-DigitsCNN-v0", candidates="W2A8,W4A8,W8A8", budget_range=[0.05, 0.4])
 
 
+def test_project_enforcement_walls_every_step():
+    """Any action sequence ends within budget; an action keeps its candidate when a completion within budget
+    remains, else takes its group's most expensive candidate that keeps one and costs no more."""
+    env = _make(DIGITS, candidates="W2A2,W2A4,W3A3,W4A2,W4A4,W8A8", budget=0.08, enforcement="project")
+    table = env.unwrapped.budget_table
+    rng, seen = np.random.default_rng(0), set()
+    for episode in range(20):
+        env.reset(seed=episode)
+        spent, done, step = 0.0, False, 0
+        while not done:
+            action = int(rng.integers(6))
+            feasible = table.feasible_actions(step, spent)
+            _, _, done, truncated, info = env.step(action)
+            taken = info["choices"][step] if done else int(env.unwrapped._choices[step])
+            assert feasible[taken] and table.table[step, taken] <= table.table[step, action] and not truncated
+            assert info["projected"] == (not feasible[action]) == (taken != action)
+            cheaper = feasible & (table.table[step] <= table.table[step, action])
+            assert table.table[step, taken] == table.table[step][cheaper].max()
+            seen.add(info["projected"])
+            spent, step = spent + table.table[step, taken], step + 1
+        assert info["within_budget"]
+    assert seen == {False, True}
+
+
+@pytest.mark.parametrize("enforcement", ["limit", "mask"])
+def test_lagrangian_dense_reward_charges_each_choice_its_reduced_cost(enforcement):
+    kwargs = dict(candidates="W2A2,W2A4,W3A3,W4A2,W4A4,W8A8", budget=0.08, enforcement=enforcement)
+    sparse = _make(DIGITS, **kwargs)
+    dense = _make(DIGITS, dense_reward=True, dense_potential="lagrangian", **kwargs)
+    env = dense.unwrapped
+    table, noise = env.budget_table, env.reward_surrogate.noise
+    k, (mu, priced) = env.noise_slope(table), env.noise_price(table)
+    assert k > 0 and mu > 0  # the least noisy configuration does not fit this budget, so cost has a price
+    assert table.fits(priced) and not table.fits(np.argmin(noise + 0.999 * mu * table.table, axis=1))
+    reduced = noise + mu * table.table
+    start = env.potentials(np.zeros((1, env.n_groups), dtype=int), 0, [table])[0]
+    rng = np.random.default_rng(0)
+    for episode in range(6):
+        (_, info), _ = sparse.reset(seed=episode), dense.reset(seed=episode)
+        done, returns, step = False, [0.0, 0.0], 0
+        while not done:  # the priced-in choice where allowed half the time, else a random allowed one
+            allowed = np.flatnonzero(info["action_mask"])
+            action = int(priced[step] if priced[step] in allowed and rng.random() < 0.5 else rng.choice(allowed))
+            _, r_sparse, done, _, info = sparse.step(action)
+            _, r_dense, _, _, _ = dense.step(action)
+            if not done:  # -k x the choice's reduced cost: 0 for the priced-in choice, below 0 otherwise
+                assert r_dense == pytest.approx(-k * (reduced[step, action] - reduced[step].min()), abs=1e-12)
+                assert r_dense <= 1e-12 and (action != priced[step] or r_dense == pytest.approx(0.0, abs=1e-12))
+            returns[0], returns[1], step = returns[0] + r_sparse, returns[1] + r_dense, step + 1
+        assert returns[1] == pytest.approx(returns[0] - start)  # potential-based: the same return, less a constant
+    loose = _make(DIGITS, dense_reward=True, dense_potential="lagrangian", candidates=kwargs["candidates"], budget=1.0)
+    assert loose.unwrapped.noise_price(loose.unwrapped.budget_table)[0] == 0.0  # the quietest fits: no price
+    with pytest.raises(ConfigError, match="add dense_reward=true"):
+        _make(DIGITS, dense_potential="lagrangian")
+    with pytest.raises(ConfigError, match="dense_potential must be one of"):
+        _make(DIGITS, dense_reward=True, dense_potential="dual")
+
+
 @pytest.mark.parametrize("enforcement", ["limit", "mask", "penalty"])
 def test_dense_reward_pays_the_sparse_return_step_by_step(enforcement):
     kwargs = dict(candidates="W2A2,W2A4,W3A3,W4A2,W4A4,W8A8", budget=0.08, enforcement=enforcement)

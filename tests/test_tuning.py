@@ -3,10 +3,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mpq_gym.agents.training import load_hyperparams
 from mpq_gym.cli.tune import main as tune_main
+from mpq_gym.errors import ConfigError
 
 ZOO_CONF = Path(__file__).resolve().parents[1] / "agents" / "hyperparams" / "zoo" / "ppo.yml"
 
@@ -22,6 +24,28 @@ def test_tune_writes_a_preset_that_trains(tmp_path, capsys):
     assert yaml.safe_load(out.read_text())["default"]["gamma"] == 1.0  # the base preset's fixed keys stay
     assert tune_main(argv) == 0  # the study resumes: no new trials
     assert '"trials": 3' in capsys.readouterr().out
+
+
+def test_tune_starts_from_a_given_preset(tmp_path, monkeypatch):
+    """--hyperparams: the trials train on its env kwargs (a dense reward whose price the env reports), and the
+    written preset keeps them."""
+    from mpq_gym.agents import training
+    base = tmp_path / "base.yml"
+    base.write_text("env_kwargs: {dense_reward: true, dense_potential: lagrangian}\n")
+    seen = []
+    real = training.env_on_problem
+    monkeypatch.setattr("mpq_gym.agents.tuning.env_on_problem",
+                        lambda *a, **k: seen.append(a[3]["env_kwargs"]) or real(*a, **k))
+    out = tmp_path / "ddpg.yml"
+    argv = ["--algo", "ddpg", "--env", "MixedPrecision-DigitsCNN-v0", "--trials", "1", "--episodes", "30",
+            "--env-kwargs", "candidates=W2A8,W4A8,W8A8", "budget=0.3", "--storage", str(tmp_path / "s.db"),
+            "--out", str(out), "--hyperparams", str(base)]
+    assert tune_main(argv) == 0
+    assert seen == [{"dense_reward": True, "dense_potential": "lagrangian"}]
+    preset = yaml.safe_load(out.read_text())["default"]
+    assert preset["env_kwargs"] == seen[0] and preset["sigma_decay"] in (0.95, 0.99, 0.995, 0.998, 0.999)
+    with pytest.raises(ConfigError, match="does not exist"):  # run_cli turns it into one line, exit status 2
+        tune_main(argv[:-2] + ["--hyperparams", str(tmp_path / "missing.yml")])
 
 
 def test_rl_zoo3_trains_on_an_mpq_gym_id(tmp_path):

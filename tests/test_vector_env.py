@@ -15,16 +15,19 @@ KWARGS = {"candidates": "W2A8,W4A8,W8A8", "budget": 0.3}
 
 @pytest.mark.parametrize("enforcement, observation, dense", [("limit", "haq", False), ("mask", "knapsack", False),
                                                              ("penalty", "haq", False), ("limit", "haq", True),
-                                                             ("mask", "knapsack", True)])
+                                                             ("mask", "knapsack", True), ("limit", "haq", "lagrangian"),
+                                                             ("project", "knapsack", True)])
 def test_vector_env_equals_single_envs_given_the_same_actions(enforcement, observation, dense):
     n = 5
-    kwargs = dict(KWARGS, enforcement=enforcement, observation=observation, dense_reward=dense)
+    kwargs = dict(KWARGS, enforcement=enforcement, observation=observation, dense_reward=bool(dense))
+    if dense == "lagrangian":
+        kwargs["dense_potential"] = dense
     vec = gym.make_vec(DIGITS, num_envs=n, **kwargs)
     assert isinstance(vec, MixedPrecisionVectorEnv)
     singles = [gym.make(DIGITS, **kwargs) for _ in range(n)]
     obs, _ = vec.reset(seed=0)
     assert np.array_equal(obs, np.stack([e.reset(seed=0)[0] for e in singles]))
-    rng = np.random.default_rng(0)
+    rng, projected = np.random.default_rng(0), set()
     for episode in range(3):
         for step in range(4):
             if enforcement == "mask":
@@ -38,6 +41,9 @@ def test_vector_env_equals_single_envs_given_the_same_actions(enforcement, obser
             assert obs in vec.observation_space
             assert np.allclose(rewards, [o[1] for o in outs])
             assert list(terminated) == [o[2] for o in outs] and not truncated.any()
+            if enforcement == "project":
+                assert list(info["projected"]) == [o[4]["projected"] for o in outs]
+                projected |= set(info["projected"])
             if step < 3:
                 assert np.array_equal(obs, np.stack([o[0] for o in outs]))
             else:  # same-step autoreset: the end of the episode is in info, obs starts the next one
@@ -46,6 +52,7 @@ def test_vector_env_equals_single_envs_given_the_same_actions(enforcement, obser
                     assert np.allclose(info["final_info"][key].astype(float), [o[4][key] for o in outs])
                 assert [list(c) for c in info["final_info"]["choices"]] == [o[4]["choices"] for o in outs]
                 assert np.array_equal(obs, np.stack([e.reset(seed=0)[0] for e in singles]))
+    assert projected == ({False, True} if enforcement == "project" else set())
 
 
 def test_vector_env_checks_its_input():
@@ -82,10 +89,13 @@ def test_ppo_on_vector_envs_reaches_the_optimum_on_digits(tmp_path):
 
 
 @pytest.mark.parametrize("enforcement, shaping, dense", [("limit", "delta", False), ("mask", "delta", False),
-                                                         ("limit", "normalized", False), ("mask", "normalized", True)])
+                                                         ("limit", "normalized", False), ("mask", "normalized", True),
+                                                         ("limit", "normalized", "lagrangian")])
 def test_budget_conditioned_vector_env_equals_single_envs_seeded_like_gymnasium(enforcement, shaping, dense):
     n, kwargs = 4, dict(KWARGS, budget_range=[0.2, 0.45], enforcement=enforcement, observation="knapsack",
-                        reward_shaping=shaping, dense_reward=dense)
+                        reward_shaping=shaping, dense_reward=bool(dense))
+    if dense == "lagrangian":
+        kwargs["dense_potential"] = dense
     vec = gym.make_vec(DIGITS, num_envs=n, **kwargs)
     singles = [gym.make(DIGITS, **kwargs) for _ in range(n)]
     obs, _ = vec.reset(seed=7)

@@ -8,7 +8,8 @@ Example::
 Trials train in surrogate mode on one shared problem and are scored by the normalized score (see
 :mod:`mpq_gym.agents.tuning`); the study is kept in ``--storage`` (SQLite; a rerun resumes it) and the
 best preset is written to ``--out`` (default ``runs/tune/<algo>-<env>.yml``), ready for
-``mpq-gym train --hyperparams``. Needs Optuna (``pip install optuna``, in the ``dev`` extra).
+``mpq-gym train --hyperparams``. ``--hyperparams FILE`` sets what the trials start from (the algorithm's
+preset with the env's section, overridden by FILE, e.g. ``env_kwargs`` for the dense reward). Needs Optuna (``pip install optuna``, in the ``dev`` extra).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=positive_float, default=None, help="also stop a trial after this long")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="e.g. budget=0.375")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hyperparams", default=None, metavar="YAML",
+                        help="preset the trials start from (overrides the algorithm's; e.g. its env_kwargs)")
     parser.add_argument("--storage", default=None, help="study file (default runs/tune/<algo>-<env>.db)")
     parser.add_argument("--out", default=None, help="preset file (default runs/tune/<algo>-<env>.yml)")
     add_device_arg(parser)
@@ -40,17 +43,18 @@ def main(argv: list[str] | None = None) -> int:
         import optuna  # noqa: F401
     except ImportError:
         raise ConfigError("mpq-gym tune needs Optuna: pip install optuna") from None
+    base = load_hyperparams(args.algo, args.env, args.hyperparams)
     kwargs, device = env_kwargs_and_device(args)
     spec = check_env_kwargs(args.env, kwargs)
-    options = with_device({**load_hyperparams(args.algo).get("env_kwargs", {}), **kwargs}, device)
+    options = with_device({**base.get("env_kwargs", {}), **kwargs}, device)
     problem = problem_from_env(args.env, options, progress=True)
     stem = f"{args.algo}-{args.env}"
     storage = Path(args.storage or f"runs/tune/{stem}.db")
     study = tune(args.algo, problem, spec.budget_spec, args.trials, storage, stem, args.episodes, args.minutes,
-                 args.seed)
+                 args.seed, base)
     command = "mpq-gym tune " + " ".join(argv if argv is not None else [])
     out = Path(args.out or f"runs/tune/{stem}.yml")
-    preset = write_preset(study, args.algo, args.env, out, command)
+    preset = write_preset(study, args.algo, args.env, out, command, base)
     best = study.best_trial
     print_json({"preset": str(out), "storage": str(storage), "trials": len(study.trials), "best_trial": best.number,
                 "objective": best.value, "normalized": best.user_attrs.get("normalized"), "hyperparams": preset})

@@ -25,19 +25,23 @@ REWARD_SHAPINGS = ("delta", "quality", "relative", "normalized")
 #: haq: HAQ's layer features + sensitivity row + budget used; knapsack: also each candidate's cost and the
 #: slack (budget left beyond the cheapest completion), both in units of the limit
 OBSERVATIONS = ("haq", "knapsack")
+#: how ``dense_reward``'s potential completes a partial episode: each later group at its least noisy candidate
+#: ("quietest"), or at the choice that the knapsack's price of cost makes best, the price charged too ("lagrangian")
+DENSE_POTENTIALS = ("quietest", "lagrangian")
 #: spacing of the budgets a ``budget_range`` draws (the normalization anchors are computed once per budget)
 BUDGET_GRID = 0.01
 
 def check_env_options(enforcement: str, reward_mode: str, reward_scale: float, reward_shaping: str,
                       penalty_coef: float, continuous: bool, render_mode: str | None = None,
                       observation: str = "haq", budget_range: Sequence[float] | None = None,
-                      dense_reward: bool = False) -> None:
+                      dense_reward: bool = False, dense_potential: str = "quietest") -> None:
     """Raise :class:`ConfigError` naming the fix for the first bad episode option. (An unsupported
     ``render_mode`` only makes :meth:`render` return None, as gymnasium's own envs do: SB3's vector envs
     ask for "rgb_array".)"""
     for name, value, allowed in (("enforcement", enforcement, ENFORCEMENT_MODES), ("reward_mode", reward_mode, REWARD_MODES),
                                  ("reward_shaping", reward_shaping, REWARD_SHAPINGS),
-                                 ("observation", observation, OBSERVATIONS)):
+                                 ("observation", observation, OBSERVATIONS),
+                                 ("dense_potential", dense_potential, DENSE_POTENTIALS)):
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
     for name, value in (("reward_scale", reward_scale), ("penalty_coef", penalty_coef)):
@@ -48,6 +52,8 @@ def check_env_options(enforcement: str, reward_mode: str, reward_scale: float, r
     for name, value in (("continuous", continuous), ("dense_reward", dense_reward)):
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if dense_potential != "quietest" and not dense_reward:
+        raise ConfigError(f"dense_potential={dense_potential!r} shapes the dense reward: add dense_reward=true")
     if budget_range is not None:
         budget_grid(budget_range)
 
@@ -125,7 +131,11 @@ class MixedPrecisionEnv(gym.Env):
     between the optimum's noise and twice it); every step is rewarded Φ(after) - Φ(before), i.e. -k x the
     noise its choice adds, and the last step its sparse reward - Φ(before), so an episode's return is its
     sparse reward - Φ(start), a constant of the budget: with gamma 1 the optimal policies are the same, and
-    each choice's cost is paid when it is made. ``reward_mode``:
+    each choice's noise is paid when it is made. ``dense_potential="lagrangian"`` prices the budget in as
+    well: with μ the knapsack's price of cost (:meth:`BudgetTable.lagrange_price`, the LP relaxation's dual),
+    Φ = -k x (noise + μ x (cost - limit)) with each later group at its argmin of noise + μ x cost, a lower bound
+    on the noise any completion within budget reaches; a step is then rewarded -k x its choice's reduced cost,
+    ≤ 0 and 0 for the priced-in choice, so spending is paid when it is made too. ``reward_mode``:
 
     - "surrogate" (µs; additive phase-1 noise): near the front on EfficientNet-Lite0 (208 ground-truth
       configurations, 4 budgets) Kendall τ 0.88-0.94 against the exact output SQNR, 0.07-0.59 against the
@@ -143,8 +153,11 @@ class MixedPrecisionEnv(gym.Env):
     it, ``surrogate_points`` exact evaluations once per problem).
 
     ## Budget enforcement
-    "limit" (HAQ's action wall after the last action), "penalty", or "mask" (:meth:`action_masks` allows
-    only choices that keep a feasible completion, for sb3-contrib's MaskablePPO).
+    "limit" (HAQ's action wall after the last action), "penalty", "mask" (:meth:`action_masks` allows
+    only choices that keep a feasible completion, for sb3-contrib's MaskablePPO), or "project" (the wall at
+    every step, for any policy: a choice with no feasible completion becomes its group's most expensive
+    candidate that has one and costs no more; ``info["projected"]`` says so, and the configuration and the
+    next observation hold the candidate taken).
 
     ## Budget-conditioned episodes
     ``budget_range=(lo, hi)`` (ratios of the reference cost, on the spec's ``budget_metric``): each
@@ -154,7 +167,7 @@ class MixedPrecisionEnv(gym.Env):
 
     ## Arguments
     ``MixedPrecisionEnv(spec=None, *, enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef,
-    continuous, observation, budget_range, dense_reward, progress, problem, render_mode, **spec_fields)``: give a :class:`ProblemSpec` or its fields
+    continuous, observation, budget_range, dense_reward, dense_potential, progress, problem, render_mode, **spec_fields)``: give a :class:`ProblemSpec` or its fields
     (what ``gym.make`` passes); ``problem`` shares an already built :class:`Problem` between envs.
     """
 
@@ -163,14 +176,14 @@ class MixedPrecisionEnv(gym.Env):
     def __init__(self, spec: ProblemSpec | None = None, *, enforcement: str = "limit",
                  reward_mode: str = "surrogate", reward_scale: float = 0.1, reward_shaping: str = "delta",
                  penalty_coef: float = 10.0, continuous: bool = False, observation: str = "haq",
-                 budget_range: Sequence[float] | None = None, dense_reward: bool = False, progress: bool = False,
-                 problem: Problem | None = None, render_mode: str | None = None, **spec_fields: Any) -> None:
+                 budget_range: Sequence[float] | None = None, dense_reward: bool = False,
+                 dense_potential: str = "quietest", progress: bool = False, problem: Problem | None = None, render_mode: str | None = None, **spec_fields: Any) -> None:
         if spec is None:
             spec, _ = ProblemSpec.split_kwargs(spec_fields)
         elif spec_fields:
             raise ConfigError(f"give either a ProblemSpec or its fields, not both (got {sorted(spec_fields)})")
         check_env_options(enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef, continuous, render_mode,
-                          observation, budget_range, dense_reward)
+                          observation, budget_range, dense_reward, dense_potential)
         if budget_range is not None and spec.budget_absolute is not None:
             raise ConfigError("budget_range is in ratios of the reference cost: drop budget_absolute")
         #: the task this env poses (``self.spec`` is gymnasium's EnvSpec)
@@ -181,11 +194,12 @@ class MixedPrecisionEnv(gym.Env):
         self.enforcement, self.reward_mode = enforcement, reward_mode
         self.reward_scale, self.penalty_coef = reward_scale, penalty_coef
         self.continuous = continuous
-        self.dense_reward = dense_reward
+        self.dense_reward, self.dense_potential = dense_reward, dense_potential
         #: each group's least noisy candidate: how a dense reward's potential completes a partial episode
         self._quietest = np.argmax(problem.sensitivity.sqnr_db, axis=1) if dense_reward else None
         self._potential = 0.0
         self._noise_slopes: dict[float, float] = {}  # budget limit -> k
+        self._prices: dict[float, tuple[float, np.ndarray]] = {}  # budget limit -> (μ, priced-in choices)
         self.render_mode = render_mode
         self.n_groups, self.n_candidates = len(problem.groups), len(problem.candidates)
 
@@ -333,13 +347,28 @@ class MixedPrecisionEnv(gym.Env):
             self._noise_slopes[table.limit] = slope
         return self._noise_slopes[table.limit]
 
+    def noise_price(self, table: BudgetTable) -> tuple[float, np.ndarray]:
+        """μ of ``dense_potential="lagrangian"`` under ``table``'s budget (noise per unit of cost) and the
+        choices it prices in [group]."""
+        if table.limit not in self._prices:
+            self._prices[table.limit] = table.lagrange_price(self.reward_surrogate.noise)
+        return self._prices[table.limit]
+
     def potentials(self, choices: np.ndarray, step: int, tables: Sequence[BudgetTable]) -> np.ndarray:
         """Φ of N partial episodes (``dense_reward``): -k x the predicted noise of ``choices`` [N, G] up to
-        ``step``, every later group at its least noisy candidate, k each budget's :meth:`noise_slope`."""
+        ``step``, each later group at its least noisy candidate, k each budget's :meth:`noise_slope`; with
+        ``dense_potential="lagrangian"`` each later group at its priced-in choice, plus μ x (cost - limit)."""
         completed = np.array(choices, dtype=np.int64, copy=True)
-        completed[:, step:] = self._quietest[step:]
         slopes = np.array([self.noise_slope(table) for table in tables])
-        return -slopes * self.reward_surrogate.predicted_noise(completed)
+        if self.dense_potential == "quietest":
+            completed[:, step:] = self._quietest[step:]
+            return -slopes * self.reward_surrogate.predicted_noise(completed)
+        prices = [self.noise_price(table) for table in tables]
+        completed[:, step:] = np.stack([fill[step:] for _, fill in prices])
+        costs = tables[0].table[np.arange(self.n_groups), completed].sum(axis=1) + tables[0].fixed
+        excess = costs - np.array([table.limit for table in tables])
+        noise = self.reward_surrogate.predicted_noise(completed)
+        return -slopes * (noise + np.array([mu for mu, _ in prices]) * excess)
 
     def _potential_now(self) -> float:
         """Φ of this episode as it stands (0 without ``dense_reward``)."""
@@ -381,13 +410,21 @@ class MixedPrecisionEnv(gym.Env):
         if self.enforcement == "mask" and not self.action_masks()[index]:
             raise ActionError(f"action {index} ({self.problem.candidates[index]}) is masked out at step {self._step}: "
                              "no completion within the budget exists; sample from action_masks()")
-        self._choices[self._step] = index
-        self._spent += self.budget_table.table[self._step, index]
+        taken = index
+        if self.enforcement == "project":
+            taken = int(self.budget_table.project(self._step, np.array([index]),
+                                                  np.array([self._spent - self.budget_table.fixed]))[0])
+        self._choices[self._step] = taken
+        self._spent += self.budget_table.table[self._step, taken]
         self._step += 1
         if self._step < self.n_groups:
-            return self._observation(), self._dense(), False, False, {
+            obs, reward, info = self._observation(), self._dense(), {
                 "group": self.problem.groups[self._step].name, "action_mask": self.action_masks()}
-        return self._finish()
+        else:
+            obs, reward, _, _, info = self._finish()
+        if self.enforcement == "project":
+            info["projected"] = taken != index
+        return obs, reward, self._step >= self.n_groups, False, info
 
     def _finish(self) -> tuple[np.ndarray, float, bool, bool, dict]:
         chosen = self._choices.copy()

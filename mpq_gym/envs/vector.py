@@ -122,6 +122,12 @@ class MixedPrecisionVectorEnv(VectorEnv):
                 bad = int(np.flatnonzero(~allowed)[0])
                 raise ActionError(f"action {index[bad]} of copy {bad} is masked out at step {self._step}: "
                                   "sample from action_masks()")
+        extra = {}
+        if t.enforcement == "project":
+            ceilings = np.array([table.ceiling for table in self._tables])
+            taken = self.budget_table.project(self._step, index, self._spent - self.budget_table.fixed, ceilings)
+            extra = {"projected": taken != index, "_projected": np.ones(self.num_envs, dtype=bool)}
+            index = taken
         self._choices[:, self._step] = index
         self._spent += self.budget_table.table[self._step, index]
         self._step += 1
@@ -129,11 +135,11 @@ class MixedPrecisionVectorEnv(VectorEnv):
         if self._step < t.n_groups:
             before, self._potential = self._potential, self._potentials_now()
             return (self._observations(), self._potential - before, np.zeros(n, dtype=bool),
-                    np.zeros(n, dtype=bool), {"action_mask": self.action_masks()})
+                    np.zeros(n, dtype=bool), {"action_mask": self.action_masks(), **extra})
         final_obs, rewards, final_info = self._finish()
         self._start()
         info = {"action_mask": self.action_masks(), "final_obs": final_obs, "final_info": final_info,
-                "_final_obs": np.ones(n, dtype=bool), "_final_info": np.ones(n, dtype=bool)}
+                "_final_obs": np.ones(n, dtype=bool), "_final_info": np.ones(n, dtype=bool), **extra}
         return self._observations(), rewards, np.ones(n, dtype=bool), np.zeros(n, dtype=bool), info
 
     def _finish(self) -> tuple[np.ndarray, np.ndarray, dict]:
