@@ -77,8 +77,9 @@ def table(runs: list[dict], algos: list[str]) -> str:
                            f"median episodes to {TARGET}", "episodes", "wall s"], rows)
 
 
-def plot(runs: list[dict], algos: list[str], path: Path, title: str) -> None:
-    """Best normalized score so far against wall time and against episodes, one line per run."""
+def plot(runs: list[dict], algos: list[str], path: Path, title: str, ymin: float | None = None) -> None:
+    """Best normalized score so far against wall time and against episodes, one line per run (``ymin``: the
+    lower end of the score axis, to see the last percent)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -94,6 +95,8 @@ def plot(runs: list[dict], algos: list[str], path: Path, title: str) -> None:
         ax.axhline(TARGET, color="k", ls=":", lw=1)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
+    if ymin is not None:
+        axes[0].set_ylim(ymin, 1.0 + (1.0 - ymin) * 0.05)
     axes[0].set_ylabel("best normalized score so far")
     axes[0].legend()
     fig.suptitle(title)
