@@ -80,19 +80,17 @@ class BudgetTable:
         """The knapsack's price of cost in units of ``values`` [group, candidate] (lower is better), and the
         choices it prices in: the smallest μ >= 0 at which every group's argmin of values + μ x cost fits
         the limit (the dual price of the LP relaxation, by bisection), with those choices [group]."""
-        rows = np.arange(len(self.table))
-
         def choices(mu: float) -> np.ndarray:
             return np.argmin(values + mu * self.table, axis=1)
 
-        if self.total(choices(0.0)) <= self.ceiling:
+        if self.fits(choices(0.0)):
             return 0.0, choices(0.0)
         gaps = np.diff(np.sort(self.table, axis=1), axis=1)
         gap = float(gaps[gaps > 0].min()) if (gaps > 0).any() else 1.0
         lo, hi = 0.0, 2.0 * float(np.ptp(values)) / gap + 1e-300  # at hi any saving beats any value: the cheapest
         for _ in range(iterations):
             mid = 0.5 * (lo + hi)
-            lo, hi = (lo, mid) if self.table[rows, choices(mid)].sum() + self.fixed <= self.ceiling else (mid, hi)
+            lo, hi = (lo, mid) if self.fits(choices(mid)) else (mid, hi)
         return hi, choices(hi)
 
     def random_feasible(self, rng: np.random.Generator) -> np.ndarray:
