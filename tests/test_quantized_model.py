@@ -84,17 +84,17 @@ _FAULTS_PROBE = """
 import resource, sys, torch
 from mpq_gym import allocator
 assert allocator.tune_allocator() is (sys.argv[1] == "tuned")
-for _ in range(2):  # warm-up: the heap grows to hold the block (64 MiB: an mmap of its own by default)
+for _ in range(4):  # warm-up: the heap grows to hold the block (64 MiB: an mmap of its own by default)
     torch.empty(64 << 20, dtype=torch.uint8).fill_(1)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+for _ in range(6):
     torch.empty(64 << 20, dtype=torch.uint8).fill_(1)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def _page_faults_of_five_64mib_tensors(malloc_env: str | None) -> int:
-    """Minor page faults of five 64 MiB allocations in a fresh interpreter (a long test session's heap may
+def _page_faults_of_six_64mib_tensors(malloc_env: str | None) -> int:
+    """Minor page faults of six 64 MiB allocations after four in a fresh interpreter (a long test session's heap may
     hold over the trim threshold free at its top, and glibc then rightly gives the block back)."""
     import os
     import subprocess
@@ -118,5 +118,7 @@ def test_the_allocator_keeps_large_tensors_in_the_heap(monkeypatch):
     if not sys.platform.startswith("linux"):
         return
     one_tensor = (64 << 20) // 4096
-    assert _page_faults_of_five_64mib_tensors("system") > 4 * one_tensor  # glibc's default: fresh mmap each
-    assert _page_faults_of_five_64mib_tensors(None) < one_tensor // 4  # tuned: the heap's block is reused
+    assert _page_faults_of_six_64mib_tensors("system") > 5 * one_tensor  # glibc's default: a fresh mmap each
+    # tuned: the heap's block is reused (while the heap settles, a block may still land on new pages once:
+    # seen 0-1 times in six on the 2-core CI machine under load)
+    assert _page_faults_of_six_64mib_tensors(None) < 2 * one_tensor
