@@ -87,11 +87,16 @@ class _TrialReporter:
         """Artifacts stay in the trial's temporary folder."""
 
 
+def _base(algo: str, base: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The preset trials are sampled over: ``base``, else the algorithm's preset."""
+    return dict(load_hyperparams(algo) if base is None else base)
+
+
 def objective(algo: str, problem: Problem, budget: Budget, episodes: int | None, minutes: float | None,
               seed: int = 0, report_every: int = 50, base: Mapping[str, Any] | None = None) -> Callable[[Any], float]:
     """The Optuna objective: train one sampled preset (over ``base``, default the algorithm's preset), return
     its (time-charged) normalized score."""
-    base = dict(load_hyperparams(algo) if base is None else base)
+    base = _base(algo, base)
 
     def run(trial: Any) -> float:
         hp = {**base, **sample_hyperparams(trial, algo)}
@@ -133,7 +138,7 @@ def write_preset(study: Any, algo: str, env_id: str, path: Path, command: str,
     (``default`` section), with the study's command."""
     import optuna
     best = study.best_trial
-    hp = {**(load_hyperparams(algo) if base is None else base), **sample_hyperparams(optuna.trial.FixedTrial(best.params), algo)}
+    hp = {**_base(algo, base), **sample_hyperparams(optuna.trial.FixedTrial(best.params), algo)}
     header = (f"# {algo} preset found by Optuna on {env_id}: normalized {best.user_attrs.get('normalized')}, "
               f"objective {best.value:.4f}, trial {best.number} of {len(study.trials)}\n# {command}\n")
     path.parent.mkdir(parents=True, exist_ok=True)

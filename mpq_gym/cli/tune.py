@@ -9,7 +9,8 @@ Trials train in surrogate mode on one shared problem and are scored by the norma
 :mod:`mpq_gym.agents.tuning`); the study is kept in ``--storage`` (SQLite; a rerun resumes it) and the
 best preset is written to ``--out`` (default ``runs/tune/<algo>-<env>.yml``), ready for
 ``mpq-gym train --hyperparams``. ``--hyperparams FILE`` sets what the trials start from (the algorithm's
-preset with the env's section, overridden by FILE, e.g. ``env_kwargs`` for the dense reward). Needs Optuna (``pip install optuna``, in the ``dev`` extra).
+preset with the env's section, overridden by FILE, e.g. ``env_kwargs`` for the dense reward). Needs Optuna
+(``pip install optuna``, in the ``dev`` extra).
 """
 from __future__ import annotations
 

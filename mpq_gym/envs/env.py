@@ -167,8 +167,9 @@ class MixedPrecisionEnv(gym.Env):
 
     ## Arguments
     ``MixedPrecisionEnv(spec=None, *, enforcement, reward_mode, reward_scale, reward_shaping, penalty_coef,
-    continuous, observation, budget_range, dense_reward, dense_potential, progress, problem, render_mode, **spec_fields)``: give a :class:`ProblemSpec` or its fields
-    (what ``gym.make`` passes); ``problem`` shares an already built :class:`Problem` between envs.
+    continuous, observation, budget_range, dense_reward, dense_potential, progress, problem, render_mode,
+    **spec_fields)``: give a :class:`ProblemSpec` or its fields (what ``gym.make`` passes); ``problem`` shares
+    an already built :class:`Problem` between envs.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -177,7 +178,8 @@ class MixedPrecisionEnv(gym.Env):
                  reward_mode: str = "surrogate", reward_scale: float = 0.1, reward_shaping: str = "delta",
                  penalty_coef: float = 10.0, continuous: bool = False, observation: str = "haq",
                  budget_range: Sequence[float] | None = None, dense_reward: bool = False,
-                 dense_potential: str = "quietest", progress: bool = False, problem: Problem | None = None, render_mode: str | None = None, **spec_fields: Any) -> None:
+                 dense_potential: str = "quietest", progress: bool = False, problem: Problem | None = None,
+                 render_mode: str | None = None, **spec_fields: Any) -> None:
         if spec is None:
             spec, _ = ProblemSpec.split_kwargs(spec_fields)
         elif spec_fields:

@@ -80,8 +80,12 @@ class MixedPrecisionVectorEnv(VectorEnv):
         t = self.template
         if t.enforcement != "mask" or self._step >= t.n_groups:
             return np.ones((self.num_envs, t.n_candidates), dtype=bool)
-        ceilings = np.array([table.ceiling for table in self._tables])[:, None]
-        return self.budget_table.feasible_actions(self._step, self._spent[:, None] - self.budget_table.fixed, ceilings)
+        return self.budget_table.feasible_actions(self._step, self._spent[:, None] - self.budget_table.fixed,
+                                                  self._ceilings()[:, None])
+
+    def _ceilings(self) -> np.ndarray:
+        """[num_envs] each copy's budget limit, with the floating-point tolerance (``BudgetTable.ceiling``)."""
+        return np.array([table.ceiling for table in self._tables])
 
     def _observations(self) -> np.ndarray:
         previous = self._choices[:, self._step - 1] if self._step > 0 else np.zeros(self.num_envs, dtype=np.int64)
@@ -124,8 +128,8 @@ class MixedPrecisionVectorEnv(VectorEnv):
                                   "sample from action_masks()")
         extra = {}
         if t.enforcement == "project":
-            ceilings = np.array([table.ceiling for table in self._tables])
-            taken = self.budget_table.project(self._step, index, self._spent - self.budget_table.fixed, ceilings)
+            taken = self.budget_table.project(self._step, index, self._spent - self.budget_table.fixed,
+                                              self._ceilings())
             extra = {"projected": taken != index, "_projected": np.ones(self.num_envs, dtype=bool)}
             index = taken
         self._choices[:, self._step] = index
