@@ -71,10 +71,20 @@ def _check_algo(algo: str) -> None:
         raise ConfigError(f"unknown algo {algo!r}; choose one of {ALGOS}")
 
 
+def preset_section(algo: str, env_id: str | None) -> str | None:
+    """The preset section of ``env_id`` for ``algo``: DDPG's sections are its continuous ids, so
+    ``MixedPrecision-X-v0`` (the problem's id, as ``mpq-gym tune`` takes it) reads ``MixedPrecisionContinuous-X-v0``."""
+    discrete = "MixedPrecision-"
+    if algo == "ddpg" and env_id is not None and env_id.startswith(discrete):
+        return "MixedPrecisionContinuous-" + env_id[len(discrete):]
+    return env_id
+
+
 def load_hyperparams(algo: str, env_id: str | None = None, path: str | Path | None = None) -> dict[str, Any]:
-    """The preset for ``algo`` ("default" then ``env_id``'s section), overridden by a user YAML file
-    (same layout, or a flat mapping of hyperparameters)."""
+    """The preset for ``algo`` ("default" then ``env_id``'s section, see :func:`preset_section`), overridden by
+    a user YAML file (same layout, or a flat mapping of hyperparameters)."""
     _check_algo(algo)
+    env_id = preset_section(algo, env_id)
     hyperparams: dict[str, Any] = {}
     sources = [PRESETS / f"{algo}.yml"] + ([Path(path)] if path else [])
     for source in sources:

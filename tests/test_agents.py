@@ -285,6 +285,8 @@ def test_haq_ddpg_settings(tmp_path):
     assert hp["tau"] == 0.01 and hp["batch_size"] == 64 and hp["policy_kwargs"]["net_arch"]["pi"] == [300, 300]
     tuned = load_hyperparams("ddpg", "MixedPrecisionContinuous-EfficientNetLite0-v0")  # Optuna's, on the dense reward
     assert tuned["sigma_decay"] == 0.999 and tuned["env_kwargs"]["dense_reward"] and tuned["gamma"] == 1.0
+    assert load_hyperparams("ddpg", "MixedPrecision-EfficientNetLite0-v0") == tuned  # the problem's id, as tune takes
+    assert load_hyperparams("ppo", "MixedPrecisionContinuous-EfficientNetLite0-v0") == load_hyperparams("ppo")
     model = build_agent("ddpg", env, {**hp, "warmup_episodes": 1, "batch_size": 4}, seed=0)
     assert isinstance(model, HaqDDPG) and model.learning_starts == 4
     model.learn(total_timesteps=40)

@@ -12,12 +12,17 @@ from mpq_gym.bench.suite_runner import run_suite
 from mpq_gym.bench.suites import SUITES, Suite, SuiteTask, get_suite
 from mpq_gym.cli import leaderboard as lb_cli
 from mpq_gym.cli.common import run_cli
+from mpq_gym.errors import ConfigError
 
 ENV = "MixedPrecision-DigitsCNN-v0"
 TINY = Suite("test-board", 1, "one DigitsCNN task at two budgets", (
     SuiteTask("low", ENV, {"candidates": "W2A2,W2A4,W3A3,W4A2,W4A4,W8A8", "weight_rounding": "nearest"}, (0.05, 0.08),
               seeds=2, max_evaluations=4, track="nearest"),))
 POLICIES = ("uniform", "ilp", "random")
+#: TINY's task plus one more: a run of "low" alone makes partial entries
+TWO = Suite("test-board-two", 1, "two DigitsCNN tasks", (TINY.tasks[0], SuiteTask(
+    "mid", ENV, {"candidates": "W4A4,W8A8", "weight_rounding": "nearest"}, (0.3,), seeds=2, max_evaluations=4,
+    track="nearest")))
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -85,6 +90,33 @@ def test_incomplete_changed_or_unlabelled_entries_fail(root):
     assert any("cells (budget, seed)" in r for r in data["failing"]["random"])
     assert any("the suite fixes" in r for r in data["failing"]["uniform"])
     assert "No ranked entries yet." in (root / "LEADERBOARD.md").read_text()
+
+
+def test_partial_entries_are_ranked_apart_from_full_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(aggregate, "backend", lambda: "numpy")
+    run = tmp_path / "run"
+    run_suite(TWO, ["ilp", "random"], run, tasks=["low"], progress=False)
+    board = tmp_path / "board"
+    with pytest.raises(ConfigError, match="--tasks"):  # "mid" was not run: a full entry is refused
+        lb.submit(run, TWO, "ilp", board / TWO.name / "ilp")
+    for policy in ("ilp", "random"):
+        lb.submit(run, TWO, policy, board / TWO.name / policy, tasks=["low"])
+    assert "partial entry, tasks: low" in (board / TWO.name / "ilp" / "README.md").read_text()
+    bad = board / TWO.name / "bad"
+    lb.submit(run, TWO, "ilp", bad, tasks=["low"])
+    meta = json.loads((bad / "entry.json").read_text())
+    (bad / "entry.json").write_text(json.dumps({**meta, "tasks": ["low", "high"]}))  # a task the suite lacks
+    lb.build_leaderboard(board, {TWO.name: TWO})
+    data = json.loads((board / "leaderboard.json").read_text())[TWO.name]
+    assert data["ranked"] == [] and list(data["failing"]) == ["bad"]
+    assert "must list distinct tasks" in data["failing"]["bad"][0]
+    (partial,) = data["partial"]
+    assert partial["tasks"] == ["low"] and partial["problems"] == ["low@0.05", "low@0.08"]
+    assert [e["name"] for e in partial["ranked"]] == ["ilp", "random"]
+    text = (board / "LEADERBOARD.md").read_text()
+    assert "No ranked entry covers every task yet." in text
+    assert "### test-board-two, partial entries: tasks low" in text and "| 1 | ilp |" in text
+    assert (board / TWO.name / "profile_partial1.png").stat().st_size > 10_000
 
 
 def test_the_command_line_submits_and_builds(run_dir, tmp_path, monkeypatch, capsys):

@@ -4,13 +4,16 @@
 command), a short ``README.md``, and per task of the suite ``<task>/results.csv`` + ``<task>/bench.json``
 (one policy's rows; :func:`submit` cuts them from a suite run). An entry is ranked only when
 
-* it covers every (task, budget) of the suite with the suite's seeds (seed 0 alone for an entry that
-  declares itself deterministic), every row within its budget and evaluation allowance;
+* it covers every (task, budget) of the suite, or of the tasks its ``entry.json`` lists under ``tasks``
+  (a *partial* entry: e.g. the tasks whose weights the submitter has), with the suite's seeds (seed 0 alone
+  for an entry that declares itself deterministic), every row within its budget and evaluation allowance;
 * its ``bench.json`` files describe the suite's tasks (env id, kwargs, split, allowance, suite digest);
 * every row carries its provenance, and ``validate`` replays every row: quality, FP32 quality, normalized
   score, costs (a fresh result store; nothing memoised is trusted).
 
-Otherwise it is listed as failing, with the reason. The leaderboard replays configurations; it does not
+Otherwise it is listed as failing, with the reason. Full entries are ranked in the suite's table; partial
+entries are ranked only against entries of the same tasks, in a table of their own under it (an aggregate
+over other problems is another number). The leaderboard replays configurations; it does not
 rerun searches (a deterministic entry's claim and a method's code are for reviewers). Ranked by the IQM
 of the normalized score across problems and runs, then of Δ vs FP32, with stratified-bootstrap intervals
 (:mod:`mpq_gym.bench.suite_runner`).
@@ -29,7 +32,7 @@ import numpy as np
 from mpq_gym.bench.report import profile_plot
 from mpq_gym.bench.runner import BenchSpec, read_json, read_results, write_results
 from mpq_gym.bench.suite_runner import (improvement_markdown, problem_names, ranking_markdown, scores_by_policy,
-                                        summarize)
+                                        select_tasks, summarize)
 from mpq_gym.bench.suites import LOCATION_KWARGS, SUITES, Suite
 from mpq_gym.bench.validate import (Replayer, recorded_library_differences, replayer_for, row_provenance_of,
                                     validate)
@@ -37,6 +40,8 @@ from mpq_gym.errors import ConfigError, InputFileError, MpqGymError
 
 ENTRY_FILE = "entry.json"
 ENTRY_KEYS = ("suite", "policy", "method", "link", "command", "deterministic")
+#: optional: the tasks of a partial entry (absent: every task of the suite)
+PARTIAL_KEY = "tasks"
 BOARD = "LEADERBOARD.md"
 
 
@@ -56,6 +61,11 @@ class EntryCheck:
         """Whether the entry is ranked."""
         return not self.reasons
 
+    def tasks(self, suite: Suite) -> list[str]:
+        """The suite's tasks this entry covers, in the suite's order (every one unless it is partial)."""
+        listed = self.meta.get(PARTIAL_KEY)
+        return [t.name for t in suite.tasks if listed is None or t.name in listed]
+
 
 # ------------------------------------------------------------------------------------------ submitting
 def entry_readme(meta: Mapping[str, Any], suite: Suite) -> str:
@@ -65,26 +75,32 @@ def entry_readme(meta: Mapping[str, Any], suite: Suite) -> str:
         f"- policy: `{meta['policy']}`" + (" (deterministic: seed 0 only)" if meta["deterministic"] else ""),
         f"- paper or code: {meta['link'] or '-'}",
         f"- command: `{meta['command']}`",
-        f"- suite: {suite.name}, version {suite.version}, digest {suite.digest}", "",
+        f"- suite: {suite.name}, version {suite.version}, digest {suite.digest}",
+        *([f"- partial entry, tasks: {', '.join(meta[PARTIAL_KEY])} (ranked against entries of the same tasks)"]
+          if PARTIAL_KEY in meta else []), "",
         "Replay: `python -m mpq_gym.bench.leaderboard` (or `mpq-gym validate <task>/results.csv` per task).", ""])
 
 
 def submit(run_dir: str | Path, suite: Suite, policy: str, entry_dir: str | Path, method: str = "", link: str = "",
-           command: str = "") -> Path:
+           command: str = "", tasks: Sequence[str] | None = None) -> Path:
     """Cut ``policy``'s rows out of a suite run (``mpq-gym bench --suite ... --out run_dir``) into a leaderboard
-    entry folder; returns it. Every task of the suite must have been run."""
+    entry folder; returns it. Every task of the suite must have been run, or of ``tasks`` for a partial entry."""
     run_dir, entry_dir = Path(run_dir), Path(entry_dir)
+    chosen = select_tasks(suite, tasks)
     rows = {}
-    for task in suite.tasks:
+    for task in chosen:
         mine = [r for r in read_results(run_dir / task.name / "results.csv") if r["policy"] == policy]
         if not mine:
             raise ConfigError(f"{run_dir / task.name} has no {policy!r} rows; run every task of {suite.name} "
-                              f"(`mpq-gym bench --suite {suite.name} --policies {policy} --out {run_dir}`) first")
+                              f"(`mpq-gym bench --suite {suite.name} --policies {policy} --out {run_dir}`) first, "
+                              "or submit a partial entry of the tasks you ran (--tasks a,b)")
         rows[task.name] = mine
     deterministic = all({int(r["seed"]) for r in task_rows} == {0} for task_rows in rows.values())
     meta = {"suite": suite.name, "policy": policy, "method": method or policy, "link": link,
             "command": command or f"mpq-gym bench --suite {suite.name} --policies {policy} --out {run_dir}",
             "deterministic": deterministic}
+    if len(chosen) < len(suite.tasks):
+        meta[PARTIAL_KEY] = [t.name for t in chosen]
     for task, task_rows in rows.items():
         (entry_dir / task).mkdir(parents=True, exist_ok=True)
         spec = read_json(run_dir / task / "bench.json")
@@ -103,12 +119,21 @@ def _read_meta(check: EntryCheck, suite: Suite) -> None:
     except (InputFileError, FileNotFoundError):
         check.reasons.append(f"{ENTRY_FILE} is missing or not JSON")
         return
-    if not isinstance(meta, dict) or sorted(meta) != sorted(ENTRY_KEYS):
-        check.reasons.append(f"{ENTRY_FILE} must hold exactly {list(ENTRY_KEYS)}")
+    if not isinstance(meta, dict) or sorted(set(meta) - {PARTIAL_KEY}) != sorted(ENTRY_KEYS):
+        check.reasons.append(f"{ENTRY_FILE} must hold exactly {list(ENTRY_KEYS)} (and {PARTIAL_KEY!r} when partial)")
         return
     if meta["suite"] != suite.name:
         check.reasons.append(f"{ENTRY_FILE} names suite {meta['suite']!r}, but the entry is filed under {suite.name}")
+    names = [t.name for t in suite.tasks]
+    listed = meta.get(PARTIAL_KEY, names)
+    if (not isinstance(listed, list) or not listed or len(set(listed)) != len(listed)
+            or any(t not in names for t in listed)):
+        check.reasons.append(f"{ENTRY_FILE}: {PARTIAL_KEY!r} must list distinct tasks of {suite.name} ({names})")
+        return
     check.meta = meta
+    extra = [n for n in names if n not in listed and (check.path / n).exists()]
+    if extra:
+        check.reasons.append(f"task folders {extra} are not among the entry's {PARTIAL_KEY} {listed}")
 
 
 def _spec_reasons(spec: BenchSpec, suite: Suite, task_name: str) -> list[str]:
@@ -184,8 +209,8 @@ def check_entry(path: Path, suite: Suite, replay: bool = True, progress: bool = 
     """Every check of the module docstring on one entry folder (``replay=False``: all but the replay)."""
     check = EntryCheck(path.name, path)
     _read_meta(check, suite)
-    for task in suite.tasks:
-        check_task(check, suite, task.name, progress=progress, replay=replay)
+    for task in check.tasks(suite):
+        check_task(check, suite, task, progress=progress, replay=replay)
     return check
 
 
@@ -205,14 +230,16 @@ def check_suite_entries(root: Path, suite: Suite, overrides: Mapping[str, Any] |
     for check in checks:
         _read_meta(check, suite)
     for task in suite.tasks:
-        present = [c for c in checks if (c.path / task.name / "bench.json").exists()]
-        if not present:
+        covering = [c for c in checks if task.name in c.tasks(suite)]
+        if not any((c.path / task.name / "bench.json").exists() for c in covering):
+            for check in covering:
+                check.reasons.append(f"{task.name}: results.csv is missing or empty")
             continue
         spec = BenchSpec(task.env_id, {**dict(task.env_kwargs), **dict(overrides or {})}, ["uniform"],
                          list(task.budgets))
         replayer = replayer_for(spec, progress)
         try:
-            for check in checks:
+            for check in covering:
                 check_task(check, suite, task.name, replayer, progress)
         finally:
             replayer.close()
@@ -235,36 +262,56 @@ def _library_note(check: EntryCheck) -> str:
     return "; ".join(f"{name} {info['recorded']} → {info['now']}" for name, info in check.libraries.items()) or "-"
 
 
+def _ranked_block(suite: Suite, ranked: Sequence[EntryCheck], tasks: Sequence[str], out: Path,
+                  plot: str) -> tuple[list[str], dict[str, Any]]:
+    """The ranked table, P(X > Y) and profile plot (``out/plot``) of entries covering the same ``tasks``."""
+    scores = {}
+    for check in ranked:
+        by_task = {t: [{**r, "policy": check.name} for r in rows] for t, rows in check.rows.items()}
+        scores.update(scores_by_policy(by_task, suite))
+    summary = summarize(scores, problem_names(suite, tasks))
+    meta = {c.name: (f"[{c.meta['method']}]({c.meta['link']})" if c.meta["link"] else c.meta["method"],
+                     f"`{c.meta['policy']}`", _recorded(c), _library_note(c)) for c in ranked}
+    lines = [ranking_markdown(summary, meta, ("method", "policy", "recorded (commit, device, date)",
+                                              "libraries differing from the replay"), "entry"), "",
+             f"Ranked by the IQM of the normalized score across problems and runs (ties: Δ vs FP32). "
+             f"Quality: exact, on each task's report split; Δ vs FP32 in points. 95 % intervals: stratified "
+             f"bootstrap over runs, {summary['resamples']} replicates ({summary['backend']}); a deterministic "
+             f"entry has one run per problem.", "",
+             "Probability of improvement on exact test quality, P(row > column):", "",
+             improvement_markdown(summary), ""]
+    out.mkdir(parents=True, exist_ok=True)
+    taus = np.asarray(summary["profile_taus"])
+    profile_plot({n: (taus, *map(np.asarray, p)) for n, p in summary["profiles"].items()}, out / plot)
+    lines += [f"![performance profile of {suite.name}, tasks {', '.join(tasks)}]({suite.name}/{plot})", ""]
+    return lines, summary
+
+
 def suite_section(suite: Suite, checks: Sequence[EntryCheck], out: Path) -> tuple[str, dict[str, Any]]:
-    """The markdown section of one suite (ranked table, failing entries, P(X > Y), the profile plot under
-    ``out``) and its summary."""
+    """The markdown section of one suite (the ranked table of full entries, one table per task set of partial
+    entries, failing entries, P(X > Y), the profile plots under ``out``) and its summary."""
     lines = [f"## {suite.name}", "", f"Version {suite.version}, digest `{suite.digest}`. {suite.description}", ""]
-    problems = problem_names(suite)
-    lines += ["Problems (task @ budget): " + ", ".join(problems) + ".", ""]
-    ranked = [c for c in checks if c.ok]
+    lines += ["Problems (task @ budget): " + ", ".join(problem_names(suite)) + ".", ""]
+    everything = [t.name for t in suite.tasks]
+    groups: dict[tuple[str, ...], list[EntryCheck]] = {}
+    for check in (c for c in checks if c.ok):
+        groups.setdefault(tuple(check.tasks(suite)), []).append(check)
     summary: dict[str, Any] = {"ranked": [], "failing": {c.name: c.reasons for c in checks if not c.ok}}
-    if ranked:
-        scores = {}
-        for check in ranked:
-            by_task = {t: [{**r, "policy": check.name} for r in rows] for t, rows in check.rows.items()}
-            scores.update(scores_by_policy(by_task, suite))
-        summary = {**summarize(scores, problems), "failing": summary["failing"]}
-        meta = {c.name: (f"[{c.meta['method']}]({c.meta['link']})" if c.meta["link"] else c.meta["method"],
-                         f"`{c.meta['policy']}`", _recorded(c), _library_note(c)) for c in ranked}
-        lines += [ranking_markdown(summary, meta, ("method", "policy", "recorded (commit, device, date)",
-                                                   "libraries differing from the replay"), "entry"), "",
-                  f"Ranked by the IQM of the normalized score across problems and runs (ties: Δ vs FP32). "
-                  f"Quality: exact, on each task's report split; Δ vs FP32 in points. 95 % intervals: stratified "
-                  f"bootstrap over runs, {summary['resamples']} replicates ({summary['backend']}); a deterministic "
-                  f"entry has one run per problem.", "",
-                  "Probability of improvement on exact test quality, P(row > column):", "",
-                  improvement_markdown(summary), ""]
-        out.mkdir(parents=True, exist_ok=True)
-        taus = np.asarray(summary["profile_taus"])
-        profile_plot({n: (taus, *map(np.asarray, p)) for n, p in summary["profiles"].items()}, out / "profile.png")
-        lines += [f"![performance profile of {suite.name}]({suite.name}/profile.png)", ""]
+    if tuple(everything) in groups:
+        block, full = _ranked_block(suite, groups.pop(tuple(everything)), everything, out, "profile.png")
+        lines += block
+        summary = {**full, "failing": summary["failing"]}
     else:
-        lines += ["No ranked entries yet.", ""]
+        lines += ["No ranked entries yet." if not groups else "No ranked entry covers every task yet.", ""]
+    summary["partial"] = []
+    for number, (tasks, ranked) in enumerate(sorted(groups.items(), key=lambda g: (-len(g[0]), g[0])), start=1):
+        lines += [f"### {suite.name}, partial entries: tasks {', '.join(tasks)}", "",
+                  f"Entries that ran only these tasks of the suite (for example, where the other tasks' weights "
+                  f"are not available), ranked against each other over problems "
+                  f"{', '.join(problem_names(suite, tasks))}; not comparable with the full table.", ""]
+        block, partial = _ranked_block(suite, ranked, tasks, out, f"profile_partial{number}.png")
+        lines += block
+        summary["partial"].append({"tasks": list(tasks), **partial})
     failing = [c for c in checks if not c.ok]
     if failing:
         lines += ["Failing entries (not ranked):", "",
@@ -294,7 +341,8 @@ def build_leaderboard(root: str | Path = "leaderboard", suites: Mapping[str, Sui
     header = ["# MPQ-Bench leaderboard", "",
               "Generated by `python -m mpq_gym.bench.leaderboard` (= `mpq-gym leaderboard build`), which replays "
               "every row of every entry; do not edit by hand. An entry is one policy's results on every task of "
-              "a suite: `leaderboard/<suite>/<entry>/` with `entry.json`, `README.md` and `<task>/results.csv` + "
+              "a suite (or, as a partial entry, on the tasks its `entry.json` lists): "
+              "`leaderboard/<suite>/<entry>/` with `entry.json`, `README.md` and `<task>/results.csv` + "
               "`<task>/bench.json` (`mpq-gym leaderboard submit` makes one from a suite run).", ""]
     if unknown:
         header += [f"Folders that name no suite (ignored): {', '.join(unknown)}.", ""]

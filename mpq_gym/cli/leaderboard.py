@@ -4,7 +4,8 @@
 ``leaderboard/LEADERBOARD.md``: one table per suite, ranked by the IQM of the normalized score (then of
 Δ vs FP32) with stratified-bootstrap intervals; entries that fail a check or whose rows do not reproduce
 are listed as failing, not ranked (exit status 1 when any fails). ``submit`` cuts one policy's rows out of
-a suite run (``mpq-gym bench --suite NAME --out RUN``) into a new entry folder.
+a suite run (``mpq-gym bench --suite NAME --out RUN``) into a new entry folder (``--tasks``: a partial entry of
+the tasks that were run, ranked only against entries of the same tasks).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from mpq_gym.bench.leaderboard import BOARD, build_leaderboard, submit
 from mpq_gym.bench.suites import SUITES, get_suite
-from mpq_gym.cli.common import add_device_arg, env_kwargs_and_device, make_parser, run_cli
+from mpq_gym.cli.common import add_device_arg, env_kwargs_and_device, make_parser, names, run_cli
 from mpq_gym.devices import with_device
 from mpq_gym.errors import ConfigError
 
@@ -42,13 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--method", default="", help="method name shown on the board")
     sub.add_argument("--link", default="", help="paper or code URL")
     sub.add_argument("--command", default="", help="the command that produced the run (default: the bench command)")
+    sub.add_argument("--tasks", type=names, default=None,
+                     help="a partial entry of only these tasks (comma-separated), e.g. where the others' weights "
+                          "are missing; ranked against entries of the same tasks")
     sub.add_argument("--root", type=Path, default=Path("leaderboard"))
     args = parser.parse_args(argv)
     if args.subcommand == "submit":
         entry = args.root / args.suite / args.entry
         if entry.exists():
             raise ConfigError(f"{entry} exists; choose another --entry name or delete the folder")
-        submit(args.run, get_suite(args.suite), args.policy, entry, args.method, args.link, args.command)
+        submit(args.run, get_suite(args.suite), args.policy, entry, args.method, args.link, args.command,
+               args.tasks)
         print(f"entry: {entry}\nnext: mpq-gym leaderboard build --root {args.root}")
         return 0
     overrides = with_device(*env_kwargs_and_device(args))  # the replay's data and device: this machine's
