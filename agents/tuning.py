@@ -10,8 +10,11 @@ preset is written as a YAML file in the layout of ``agents/hyperparams``.
 """
 from __future__ import annotations
 
+import csv
+import json
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -25,6 +28,8 @@ from mpq_gym.problem import Problem
 
 #: objective = best normalized score - TIME_CHARGE x (fraction of the allowance used to get there)
 TIME_CHARGE = 0.01
+#: trials stopped by the clock report every this many seconds (the pruner's step is the elapsed time)
+REPORT_SECONDS = 5
 
 
 def sample_hyperparams(trial: Any, algo: str) -> dict[str, Any]:
@@ -69,18 +74,33 @@ def sample_hyperparams(trial: Any, algo: str) -> dict[str, Any]:
 
 class _TrialReporter:
     """Takes the per-episode metrics a training run logs (the MLflow tracker's interface) and reports the
-    best normalized score so far to the Optuna trial every ``every`` episodes, pruning when told to."""
+    best normalized score so far to the Optuna trial, pruning when told to: every ``every`` episodes, or,
+    for a trial stopped by the clock (``seconds``), every ``seconds`` of training, with the elapsed time as
+    Optuna's step. Trials of presets that run 8 or 256 episodes per update compare at equal time then, not
+    at equal episodes, where the pruner would stop the large batches before their first few updates."""
 
-    def __init__(self, trial: Any, every: int) -> None:
-        self.trial, self.every = trial, every
+    def __init__(self, trial: Any, every: int, seconds: float | None = None) -> None:
+        self.trial, self.every, self.seconds = trial, every, seconds
+        self.start, self.last = time.monotonic(), 0
+
+    def _step(self, episode: int | None) -> int | None:
+        """The step to report at now (None: not yet)."""
+        if self.seconds is None:
+            return None if episode is None or episode % self.every else episode
+        bucket = int((time.monotonic() - self.start) // self.seconds)
+        if bucket <= self.last:
+            return None
+        self.last = bucket
+        return int(bucket * self.seconds)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import optuna
-        if step is None or step % self.every:
+        at = self._step(step)
+        if at is None:
             return
         value = metrics.get("episode/best_normalized", math.nan)
         if math.isfinite(value):
-            self.trial.report(value, step)
+            self.trial.report(value, at)
             if self.trial.should_prune():
                 raise optuna.TrialPruned()
 
@@ -104,7 +124,8 @@ def objective(algo: str, problem: Problem, budget: Budget, episodes: int | None,
         env = env_on_problem(algo, problem, budget, hp)
         with tempfile.TemporaryDirectory() as run_dir:
             result = train(algo, env, episodes, seed, hp, run_dir, checkpoint_every=0, progress=False,
-                           tracker=_TrialReporter(trial, report_every), minutes=minutes)
+                           tracker=_TrialReporter(trial, report_every, REPORT_SECONDS if minutes else None),
+                           minutes=minutes)
             rows = read_episodes(Path(run_dir) / "episodes.csv")
         if result.best is None:
             return -1.0
@@ -117,6 +138,11 @@ def objective(algo: str, problem: Problem, budget: Budget, episodes: int | None,
     return run
 
 
+def _warmup(minutes: float | None) -> int:
+    """The pruner's warm-up in report steps: 200 episodes, or a third of a clock-stopped trial (seconds)."""
+    return 200 if minutes is None else int(minutes * 60 / 3)
+
+
 def tune(algo: str, problem: Problem, budget: Budget, trials: int, storage: Path, study_name: str,
          episodes: int | None = 2000, minutes: float | None = None, seed: int = 0,
          base: Mapping[str, Any] | None = None) -> Any:
@@ -126,11 +152,25 @@ def tune(algo: str, problem: Problem, budget: Budget, trials: int, storage: Path
     storage.parent.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(study_name=study_name, storage=f"sqlite:///{storage}", direction="maximize",
                                 load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=200))
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=_warmup(minutes)))
     remaining = trials - len([t for t in study.trials if t.state.is_finished()])
     if remaining > 0:
         study.optimize(objective(algo, problem, budget, episodes, minutes, seed, base=base), n_trials=remaining)
     return study
+
+
+def write_trials(study: Any, path: Path) -> Path:
+    """Every trial of ``study`` as CSV: number, state, objective, normalized score, episodes, seconds, params."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["number", "state", "objective", "normalized", "episodes", "duration_s", "params"])
+        for t in study.trials:
+            seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+            writer.writerow([t.number, t.state.name, t.value, t.user_attrs.get("normalized", ""),
+                             t.user_attrs.get("episodes", ""), "" if seconds is None else round(seconds, 1),
+                             json.dumps(t.params)])
+    return path
 
 
 def write_preset(study: Any, algo: str, env_id: str, path: Path, command: str,

@@ -24,6 +24,8 @@ def test_tune_writes_a_preset_that_trains(tmp_path, capsys):
     assert yaml.safe_load(out.read_text())["default"]["gamma"] == 1.0  # the base preset's fixed keys stay
     assert tune_main(argv) == 0  # the study resumes: no new trials
     assert '"trials": 3' in capsys.readouterr().out
+    trials = (tmp_path / "ppo.trials.csv").read_text().splitlines()
+    assert trials[0].startswith("number,state,objective,normalized") and len(trials) == 4
 
 
 def test_tune_starts_from_a_given_preset(tmp_path, monkeypatch):
@@ -55,3 +57,33 @@ def test_rl_zoo3_trains_on_an_mpq_gym_id(tmp_path):
                           "--eval-freq", "-1", "--seed", "0"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert list(logs.glob("ppo/MixedPrecision-DigitsCNN-v0_*/MixedPrecision-DigitsCNN-v0.zip"))
+
+
+class _Trial:
+    """What the reporter needs of an Optuna trial: report and should_prune."""
+
+    def __init__(self) -> None:
+        self.reports = []
+
+    def report(self, value, step):
+        self.reports.append((value, step))
+
+    def should_prune(self):
+        return False
+
+
+def test_clock_stopped_trials_report_at_equal_times(monkeypatch):
+    """With --minutes the pruner compares trials at equal training time (a preset with 256 copies per update is
+    not judged after its first update), with a third of the trial as warm-up; with episodes alone, every 50."""
+    from mpq_gym.agents import tuning
+    now = [0.0]
+    monkeypatch.setattr(tuning.time, "monotonic", lambda: now[0])
+    clocked, counted = _Trial(), _Trial()
+    reporters = (tuning._TrialReporter(clocked, 50, seconds=5), tuning._TrialReporter(counted, 50))
+    for t, episode in [(1.0, 50), (4.9, 60), (5.2, 2000), (6.0, 2001), (12.0, 2500), (14.0, 2550)]:
+        now[0] = t
+        for reporter in reporters:
+            reporter.log_metrics({"episode/best_normalized": episode / 1e4}, episode)
+    assert clocked.reports == [(0.2, 5), (0.25, 10)]
+    assert counted.reports == [(0.005, 50), (0.2, 2000), (0.25, 2500), (0.255, 2550)]
+    assert tuning._warmup(2) == 40 and tuning._warmup(None) == 200

@@ -8,7 +8,7 @@ Example::
 Trials train in surrogate mode on one shared problem and are scored by the normalized score (see
 :mod:`mpq_gym.agents.tuning`); the study is kept in ``--storage`` (SQLite; a rerun resumes it) and the
 best preset is written to ``--out`` (default ``runs/tune/<algo>-<env>.yml``), ready for
-``mpq-gym train --hyperparams``. ``--hyperparams FILE`` sets what the trials start from (the algorithm's
+``mpq-gym train --hyperparams``, and every trial to ``<out>.trials.csv`` beside it. ``--hyperparams FILE`` sets what the trials start from (the algorithm's
 preset with the env's section, overridden by FILE, e.g. ``env_kwargs`` for the dense reward). Needs Optuna
 (``pip install optuna``, in the ``dev`` extra).
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpq_gym.agents.training import ALGOS, load_hyperparams
-from mpq_gym.agents.tuning import tune, write_preset
+from mpq_gym.agents.tuning import tune, write_preset, write_trials
 from mpq_gym.cli.common import (add_device_arg, env_kwargs_and_device, make_parser, positive_float, positive_int,
                                 print_json, run_cli)
 from mpq_gym.devices import with_device
@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "mpq-gym tune " + " ".join(argv if argv is not None else [])
     out = Path(args.out or f"runs/tune/{stem}.yml")
     preset = write_preset(study, args.algo, args.env, out, command, base)
+    trials = write_trials(study, out.with_suffix(".trials.csv"))
     best = study.best_trial
-    print_json({"preset": str(out), "storage": str(storage), "trials": len(study.trials), "best_trial": best.number,
+    print_json({"preset": str(out), "trials_csv": str(trials), "storage": str(storage), "trials": len(study.trials), "best_trial": best.number,
                 "objective": best.value, "normalized": best.user_attrs.get("normalized"), "hyperparams": preset})
     return 0
 
