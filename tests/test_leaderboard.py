@@ -92,7 +92,7 @@ def test_incomplete_changed_or_unlabelled_entries_fail(root):
     assert "No ranked entries yet." in (root / "LEADERBOARD.md").read_text()
 
 
-def test_partial_entries_are_ranked_apart_from_full_ones(tmp_path, monkeypatch):
+def test_partial_entries_are_ranked_apart_from_full_ones(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(aggregate, "backend", lambda: "numpy")
     run = tmp_path / "run"
     run_suite(TWO, ["ilp", "random"], run, tasks=["low"], progress=False)
@@ -117,6 +117,10 @@ def test_partial_entries_are_ranked_apart_from_full_ones(tmp_path, monkeypatch):
     assert "No ranked entry covers every task yet." in text
     assert "### test-board-two, partial entries: tasks low" in text and "| 1 | ilp |" in text
     assert (board / TWO.name / "profile_partial1.png").stat().st_size > 10_000
+    monkeypatch.setitem(SUITES, TWO.name, TWO)
+    monkeypatch.setattr(lb_cli, "SUITES", {TWO.name: TWO})
+    assert lb_cli.main(["--root", str(board), "--quiet"]) == 1  # "bad" fails
+    assert "test-board-two: ranked [], partial (low) ['ilp', 'random'], failing ['bad']" in capsys.readouterr().out
 
 
 def test_the_command_line_submits_and_builds(run_dir, tmp_path, monkeypatch, capsys):
@@ -136,12 +140,20 @@ def test_the_command_line_submits_and_builds(run_dir, tmp_path, monkeypatch, cap
     assert exit_info.value.code == 2
 
 
-def test_the_committed_lite_entries_describe_the_released_suite():
+def test_the_committed_entries_describe_the_released_suites():
     """Structure only (no replay, which needs EfficientNet-Lite0): every committed entry covers the released
-    suite's tasks with its seeds, budgets and digest."""
+    suite's tasks (a partial entry: its listed tasks) with its seeds, budgets and digest."""
     suite = get_suite("mpqbench-v1-lite")
     entries = lb.entry_folders(REPO / "leaderboard", suite)
-    assert {e.name for e in entries} >= {"uniform", "random", "greedy", "ilp", "evolution", "ppo"}
+    baselines = {"uniform", "random", "greedy", "ilp", "evolution"}
+    assert {e.name for e in entries} >= baselines | {"ppo", "maskable_ppo", "reinforce", "recurrent_ppo", "ddpg"}
     for entry in entries:
         assert lb.check_entry(entry, suite, replay=False).reasons == [], entry.name
     assert "## mpqbench-v1-lite" in (REPO / "leaderboard" / "LEADERBOARD.md").read_text()
+    full = get_suite("mpqbench-v1")  # partial entries: the tasks whose weights are offline here
+    entries = lb.entry_folders(REPO / "leaderboard", full)
+    assert {e.name for e in entries} >= baselines | {"ppo", "maskable_ppo"}
+    for entry in entries:
+        check = lb.check_entry(entry, full, replay=False)
+        assert check.reasons == [] and check.tasks(full) == [
+            "lite0-hardware", "lite0-expanded", "minilm-expanded", "lite0-hardware-adaround"], entry.name

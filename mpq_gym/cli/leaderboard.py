@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     failing = {s: sorted(d["failing"]) for s, d in data.items() if d["failing"]}
     print(f"{BOARD}: {board}")
     for name, summary in data.items():
-        print(f"{name}: ranked {[e['name'] for e in summary['ranked']]}, failing {sorted(summary['failing'])}")
+        partial = "".join(f", partial ({', '.join(g['tasks'])}) {[e['name'] for e in g['ranked']]}"
+                          for g in summary.get("partial", []))
+        print(f"{name}: ranked {[e['name'] for e in summary['ranked']]}{partial}, failing {sorted(summary['failing'])}")
     return 1 if failing else 0
 
 
