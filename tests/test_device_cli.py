@@ -172,7 +172,7 @@ def test_tune_curves_tabular_and_leaderboard_on_cpu_equal_no_flag(tmp_path, caps
                                "--storage", tmp_path / f"{name}.db", "--out", tmp_path / f"{name}.yml",
                                *(["--device", "cpu"] if name == "cpu" else [])], capsys)
         assert code == 0, err
-        tuned.append({k: v for k, v in json.loads(out).items() if k not in ("preset", "storage")})
+        tuned.append({k: v for k, v in json.loads(out).items() if k not in ("preset", "trials_csv", "storage")})
     assert tuned[0] == tuned[1]
     curves = ["curves", "--env", DIGITS, "--algos", "reinforce", "--episodes", "2", "--seeds", "1", "--setting",
               "hardware:0.5", "--quiet"]
