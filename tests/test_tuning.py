@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mpq_gym.agents import tuning
 from mpq_gym.agents.training import load_hyperparams
 from mpq_gym.cli.tune import main as tune_main
 from mpq_gym.errors import ConfigError
@@ -75,7 +76,6 @@ class _Trial:
 def test_clock_stopped_trials_report_at_equal_times(monkeypatch):
     """With --minutes the pruner compares trials at equal training time (a preset with 256 copies per update is
     not judged after its first update), with a third of the trial as warm-up; with episodes alone, every 50."""
-    from mpq_gym.agents import tuning
     now = [0.0]
     monkeypatch.setattr(tuning.time, "monotonic", lambda: now[0])
     clocked, counted = _Trial(), _Trial()

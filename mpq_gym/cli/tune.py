@@ -8,9 +8,9 @@ Example::
 Trials train in surrogate mode on one shared problem and are scored by the normalized score (see
 :mod:`mpq_gym.agents.tuning`); the study is kept in ``--storage`` (SQLite; a rerun resumes it) and the
 best preset is written to ``--out`` (default ``runs/tune/<algo>-<env>.yml``), ready for
-``mpq-gym train --hyperparams``, and every trial to ``<out>.trials.csv`` beside it. ``--hyperparams FILE`` sets what the trials start from (the algorithm's
-preset with the env's section, overridden by FILE, e.g. ``env_kwargs`` for the dense reward). Needs Optuna
-(``pip install optuna``, in the ``dev`` extra).
+``mpq-gym train --hyperparams``, and every trial to ``<out>.trials.csv`` beside it. ``--hyperparams FILE``
+sets what the trials start from (the algorithm's preset with the env's section, overridden by FILE, e.g.
+``env_kwargs`` for the dense reward). Needs Optuna (``pip install optuna``, in the ``dev`` extra).
 """
 from __future__ import annotations
 
@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     preset = write_preset(study, args.algo, args.env, out, command, base)
     trials = write_trials(study, out.with_suffix(".trials.csv"))
     best = study.best_trial
-    print_json({"preset": str(out), "trials_csv": str(trials), "storage": str(storage), "trials": len(study.trials), "best_trial": best.number,
-                "objective": best.value, "normalized": best.user_attrs.get("normalized"), "hyperparams": preset})
+    print_json({"preset": str(out), "trials_csv": str(trials), "storage": str(storage), "trials": len(study.trials),
+                "best_trial": best.number, "objective": best.value, "normalized": best.user_attrs.get("normalized"),
+                "hyperparams": preset})
     return 0
 
 
